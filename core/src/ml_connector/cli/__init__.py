@@ -1,0 +1,47 @@
+"""The ``ml-connector`` command."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from ml_connector import __version__
+from ml_connector.cli._app import AppContext, MlConnectorGroup
+from ml_connector.contract import CONTRACT_VERSION
+
+__all__ = ["main"]
+
+
+@click.group(cls=MlConnectorGroup)
+@click.version_option(
+    __version__,
+    prog_name="ml-connector",
+    message=f"%(prog)s %(version)s (contract {CONTRACT_VERSION})",
+)
+@click.option(
+    "--db",
+    envvar="ML_CONNECTOR_DB",
+    metavar="PATH_OR_URL",
+    help="State database: a SQLite file path or a SQLAlchemy URL (postgresql+psycopg://…). "
+    "Default: ml-connector.db in the user data dir. Env: ML_CONNECTOR_DB.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def main(ctx: click.Context, db: str | None, debug: bool) -> None:
+    """Sync approved ERP bills to BILL, and BILL payments back to the ERP."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = AppContext(db=db, debug=debug)
+
+
+def _register_commands() -> None:
+    from ml_connector.cli import _connections, _keys, _plugins
+
+    for module in (_plugins, _connections, _keys):
+        module.register(main)
+
+
+_register_commands()

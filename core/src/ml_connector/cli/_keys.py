@@ -1,0 +1,136 @@
+"""``ml-connector keys``: the master key that encrypts stored credentials.
+
+``keys rotate`` replaces the master key and re-encrypts every stored secret (connection credentials
+and webhook signing keys) in one database transaction. What it does depends on where the key is:
+
+Key file (the default)
+    1. the key file is rewritten with the new key first and the old keys after it;
+    2. every secret is re-encrypted under the new key, in one transaction;
+    3. the key file is rewritten with the new key alone.
+
+    A crash at any point leaves every secret decryptable (the file holds whichever keys are
+    needed); running the command again finishes the job. The new key is not shown unless
+    ``--print-new-key`` asks for it.
+
+``ML_CONNECTOR_MASTER_KEY``
+    The command cannot change the variable, so the operator must end up holding the new key:
+
+    - ``--new-key-env VAR``: the new key is read from ``$VAR`` (generate one with
+      ``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"``
+      or a secret manager); after success, set ``ML_CONNECTOR_MASTER_KEY`` to it.
+    - ``--print-new-key``: a new key is generated and printed on stdout, exactly once, *before*
+      the secrets are re-encrypted (the status line goes to stderr), so it is never lost.
+    - neither: refused (exit 2), nothing changes.
+
+    If the command did not report success, ``ML_CONNECTOR_MASTER_KEY=NEW,OLD`` decrypts every
+    secret whether or not the transaction committed; run the command again.
+
+Stop ``ml-connector serve`` and other writers while rotating: a process that still holds the old
+key would store new secrets under it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from ml_connector.cli._app import EXIT_USAGE, AppContext, fail, pass_app
+from ml_connector.vault import ENV_MASTER_KEY, default_key_file
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(main: click.Group) -> None:
+    """Add the ``keys`` command group to ``main``."""
+    main.add_command(keys)
+
+
+@click.group()
+def keys() -> None:
+    """Manage the master key that encrypts stored credentials."""
+
+
+@keys.command("path")
+def key_path() -> None:
+    """Print where the key file is (never its content)."""
+    click.echo(str(default_key_file()))
+    if os.environ.get(ENV_MASTER_KEY, "").strip():
+        click.echo(f"note: {ENV_MASTER_KEY} is set; it is used instead of the key file", err=True)
+
+
+@keys.command()
+@click.option(
+    "--new-key-env",
+    metavar="VAR",
+    help="Take the new key from the environment variable VAR instead of generating one. "
+    f"With keys in {ENV_MASTER_KEY}, this or --print-new-key is required.",
+)
+@click.option(
+    "--print-new-key",
+    is_flag=True,
+    help="Print the generated new key on stdout, once, before re-encrypting. With keys in "
+    f"{ENV_MASTER_KEY}, this or --new-key-env is required.",
+)
+@pass_app
+def rotate(app: AppContext, new_key_env: str | None, print_new_key: bool) -> None:
+    """Replace the master key and re-encrypt every stored secret with it.
+
+    The old key stops working. With the key file, the file ends up holding the new key alone.
+    With ML_CONNECTOR_MASTER_KEY, set it to the new key after the command succeeds.
+    """
+    if new_key_env and print_new_key:
+        fail("use --new-key-env or --print-new-key, not both", EXIT_USAGE)
+    new_key = None
+    if new_key_env:
+        new_key = os.environ.get(new_key_env, "").strip()
+        if not new_key:
+            fail(f"the environment variable {new_key_env} is not set or empty", EXIT_USAGE)
+    vault = app.vault
+    from_env = vault.key_file is None
+    if from_env and not (new_key_env or print_new_key):
+        fail(
+            f"the master key comes from {ENV_MASTER_KEY}, which this command cannot change: "
+            "pass --new-key-env VAR (a new key you generated) or --print-new-key (have one "
+            "generated and printed once)",
+            EXIT_USAGE,
+        )
+    # Open (and migrate) the store first: if it cannot be reached, the key file stays untouched.
+    store = app.store
+    rotation = vault.begin_rotation(new_key, new_key_source=f"the variable {new_key_env}")
+    if print_new_key:
+        click.echo(rotation.reveal_new_key())
+        sys.stdout.flush()  # on screen or in the operator's file before anything depends on it
+    try:
+        count = store.reencrypt_secrets(rotation.vault.reencrypt)
+    except Exception:
+        click.echo(_nothing_changed(from_env, print_new_key), err=True)
+        raise
+    rotation.finish()
+    click.echo(_done(count, vault.key_file, new_key_env), err=print_new_key)
+
+
+def _nothing_changed(from_env: bool, printed: bool) -> str:
+    if not from_env:
+        return (
+            "Nothing was re-encrypted; the key file holds the new and the old keys, so every "
+            "secret still decrypts. Run the command again."
+        )
+    discard = " Discard the printed key." if printed else ""
+    return f"Nothing was re-encrypted; keep the current {ENV_MASTER_KEY}.{discard}"
+
+
+def _done(count: int, key_file: Path | None, new_key_env: str | None) -> str:
+    secrets = f"{count} secret{'' if count == 1 else 's'}"
+    if key_file is not None:
+        return f"Re-encrypted {secrets}; the master key is now the only key in {key_file}"
+    held = f"the key in {new_key_env}" if new_key_env else "the new key printed above"
+    return (
+        f"Re-encrypted {secrets} with {held}; set {ENV_MASTER_KEY} to it now "
+        "(the old key no longer decrypts them)"
+    )

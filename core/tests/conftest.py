@@ -1,0 +1,67 @@
+"""Fixtures for the vault and the state store: an isolated home, and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+POSTGRES_URL_ENV = "ML_CONNECTOR_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(autouse=True)
+def ml_connector_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Point ML_CONNECTOR_HOME at a fresh directory, so no test touches a real key or database.
+
+    Also clears ML_CONNECTOR_MASTER_KEY and ML_CONNECTOR_DB, which a developer may have set.
+    """
+    home = tmp_path_factory.mktemp("ml-connector-home")
+    monkeypatch.setenv("ML_CONNECTOR_HOME", str(home))
+    monkeypatch.delenv("ML_CONNECTOR_MASTER_KEY", raising=False)
+    monkeypatch.delenv("ML_CONNECTOR_DB", raising=False)
+    return home
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A SQLAlchemy URL of a new, empty PostgreSQL database, dropped after the test.
+
+    The server comes from ``eval "$(scripts/postgres start)"``. Without it the test is skipped,
+    except in CI (``CI`` set), where PostgreSQL tests must run and the test fails instead.
+    """
+    base = os.environ.get(POSTGRES_URL_ENV, "").strip()
+    if not base:
+        message = f'{POSTGRES_URL_ENV} is not set; run: eval "$(scripts/postgres start)"'
+        if _in_ci():
+            pytest.fail(f"PostgreSQL tests must run in CI: {message}", pytrace=False)
+        pytest.skip(message)
+    url = make_url(base)
+    name = f"mlc_test_{uuid.uuid4().hex[:16]}"
+    # The base database serves only as the maintenance connection for CREATE/DROP DATABASE.
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                # FORCE: a test that forgot to dispose its engine must not leak the database.
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

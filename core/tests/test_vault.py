@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.fernet import Fernet
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from ml_connector.errors import ConfigurationError, VaultError
 from ml_connector.vault import KeyRotation, Vault, data_home, default_key_file
@@ -221,6 +221,17 @@ def test_seal_keeps_the_secrets_and_open_restores_the_model() -> None:
     assert opened == creds
     assert opened.password.get_secret_value() == SECRET  # not "**********"
     assert [k.get_secret_value() for k in opened.api_keys] == ["k1", "k2"]
+
+
+class AliasedCredentials(BaseModel):
+    api_key: SecretStr = Field(alias="apiKey")
+    company: str = Field(alias="companyId")
+
+
+def test_seal_and_open_models_with_aliases() -> None:
+    vault = Vault([key()], source="test")
+    creds = AliasedCredentials(apiKey=SecretStr(SECRET), companyId="acme")
+    assert vault.open(vault.seal(creds), AliasedCredentials) == creds
 
 
 def test_open_with_a_model_that_no_longer_fits_names_fields_not_secrets() -> None:

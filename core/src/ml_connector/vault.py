@@ -242,7 +242,8 @@ class Vault:
         Returns:
             The encrypted token, for a ``LargeBinary`` column.
         """
-        plain = _reveal(model.model_dump(mode="python"))
+        # by_alias + round_trip: exactly what model_validate_json reads back, aliases included.
+        plain = _reveal(model.model_dump(mode="python", by_alias=True, round_trip=True))
         return self.encrypt(to_json(plain))
 
     def open(self, token: bytes, model_type: type[M]) -> M:

@@ -138,6 +138,31 @@ def test_rotate_with_the_key_file(db: str, ml_connector_home: Path) -> None:
         decrypted(db, old_vault)
 
 
+def test_rotate_refuses_before_step_one_if_a_secret_does_not_decrypt(
+    db: str, ml_connector_home: Path
+) -> None:
+    seed(db)
+    with open_store(db) as store:
+        store.add_connection(
+            "stranger",
+            source_system="netsuite",
+            sink_system="bill",
+            source_credentials=Vault([new_key()], source="elsewhere").encrypt(b"x"),
+            sink_credentials=Vault.from_environment().encrypt(b"y"),
+        )
+    key_file = ml_connector_home / "master.key"
+    before = key_file.read_text()
+
+    result = invoke("keys", "rotate")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "Error: connection 'stranger': source credentials: cannot decrypt stored credentials"
+    )
+    assert "nothing was changed" in result.stderr
+    assert key_file.read_text() == before
+
+
 def test_rotate_can_print_the_new_key_on_request(db: str, ml_connector_home: Path) -> None:
     seed(db)
     result = invoke("keys", "rotate", "--print-new-key")
@@ -178,7 +203,7 @@ def test_a_crash_during_rotation_leaves_everything_decryptable(
     result = invoke("keys", "rotate")
 
     assert result.exit_code == 1
-    assert "Nothing was re-encrypted; the key file holds the new and the old keys" in result.stderr
+    assert "did not complete; the key file holds the new and the old keys" in result.stderr
     assert "RuntimeError: the process was killed" in result.stderr
     # Step 1 happened (new key first, old kept); step 2 rolled back; step 3 never ran.
     lines = key_lines(key_file)
@@ -262,16 +287,20 @@ def test_rotate_an_env_key_and_print_the_new_one_once(db: str, env_key: str) -> 
     assert decrypted(db, Vault([printed], source="printed")) == SECRETS
 
 
-def test_a_failed_env_rotation_says_to_keep_the_current_key(
+def test_a_failed_env_rotation_advises_both_keys(
     db: str, env_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed(db)
     tokens = stored_tokens(db)
-    monkeypatch.setattr(Store, "reencrypt_secrets", crash_after(0))
+    monkeypatch.setattr(Store, "reencrypt_secrets", crash_after(2))
     result = invoke("keys", "rotate", "--print-new-key")
     assert result.exit_code == 1
-    assert "keep the current ML_CONNECTOR_MASTER_KEY. Discard the printed key." in result.stderr
+    assert "Keep the printed key" in result.stderr
+    assert "set ML_CONNECTOR_MASTER_KEY=NEW,CURRENT" in result.stderr
     assert stored_tokens(db) == tokens
+    # The advice holds: new and current key together decrypt everything.
+    printed = result.stdout.strip()
+    assert decrypted(db, Vault([printed, env_key], source="both")) == SECRETS
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import String, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import NullPool
 from sqlmodel import select
@@ -25,7 +26,8 @@ from ml_connector.store import (
     metadata,
     open_store,
 )
-from ml_connector.store._migrate import current_revisions, head_revisions
+from ml_connector.store._migrate import current_revisions, head_revisions, migration_transaction
+from ml_connector.store._store import BEGIN_OPTION
 from ml_connector.vault import default_key_file
 
 if TYPE_CHECKING:
@@ -145,6 +147,25 @@ def test_a_database_from_a_newer_version_is_refused(store_location: str) -> None
         open_store(store_location)
 
 
+def test_rebuilding_a_parent_table_in_a_migration_keeps_its_children(store: Store) -> None:
+    connection_id = add_connection(store).id
+    assert connection_id is not None
+    with store.session() as session:
+        session.add(CursorRow(connection_id=connection_id, stream="payables"))
+
+    # What a future migration changing the connection table does (SQLite: copy, drop, rename).
+    with migration_transaction(store.engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})) as c:
+        operations = Operations(MigrationContext.configure(c))
+        with operations.batch_alter_table("connection") as batch:
+            batch.alter_column("sink_system", existing_type=String(64), type_=String(80))
+
+    with store.session(read_only=True) as session:
+        assert session.exec(select(CursorRow)).one().connection_id == connection_id
+    with store.engine.connect() as c:
+        if store.backend == "sqlite":
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
 def test_concurrent_opens_migrate_once(store_location: str) -> None:
     errors: list[BaseException] = []
     stores: list[Store] = []
@@ -226,6 +247,9 @@ def test_read_only_sessions_refuse_writes_on_postgresql(store: Store) -> None:
         pytest.skip("SQLite has no read-only transactions")
     with pytest.raises(DBAPIError, match="read-only transaction"):
         insert(store, a_connection_row(), read_only=True)
+    # The pooled connection is writable again for the next session.
+    insert(store, a_connection_row())
+    assert len(store.list_connections()) == 1
 
 
 def test_store_exports_are_sorted_and_complete() -> None:

@@ -38,9 +38,9 @@ def main(ctx: click.Context, db: str | None, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from ml_connector.cli import _connections, _keys, _plugins
+    from ml_connector.cli import _connections, _keys, _plugins, _sync
 
-    for module in (_plugins, _connections, _keys):
+    for module in (_plugins, _connections, _keys, _sync):
         module.register(main)
 
 

@@ -1,7 +1,8 @@
 """``ml-connector keys``: the master key that encrypts stored credentials.
 
 ``keys rotate`` replaces the master key and re-encrypts every stored secret (connection credentials
-and webhook signing keys) in one database transaction. What it does depends on where the key is:
+and webhook signing keys) in one database transaction. It first checks that every secret decrypts
+with the current key(s), and changes nothing if one does not. The rest depends on where the key is:
 
 Key file (the default)
     1. the key file is rewritten with the new key first and the old keys after it;
@@ -22,8 +23,8 @@ Key file (the default)
       the secrets are re-encrypted (the status line goes to stderr), so it is never lost.
     - neither: refused (exit 2), nothing changes.
 
-    If the command did not report success, ``ML_CONNECTOR_MASTER_KEY=NEW,OLD`` decrypts every
-    secret whether or not the transaction committed; run the command again.
+    If the command did not report success, ``ML_CONNECTOR_MASTER_KEY=NEW,CURRENT`` decrypts every
+    secret whether or not the transaction committed (it says so); run the command again.
 
 Stop ``ml-connector serve`` and other writers while rotating: a process that still holds the old
 key would store new secrets under it.
@@ -32,16 +33,20 @@ key would store new secrets under it.
 from __future__ import annotations
 
 import os
-import sys
 from typing import TYPE_CHECKING
 
 import click
 
 from ml_connector.cli._app import EXIT_USAGE, AppContext, fail, pass_app
+from ml_connector.errors import VaultError
+from ml_connector.store import iter_encrypted_secrets
 from ml_connector.vault import ENV_MASTER_KEY, default_key_file
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from ml_connector.store import Store
+    from ml_connector.vault import Vault
 
 __all__ = ["register"]
 
@@ -100,29 +105,46 @@ def rotate(app: AppContext, new_key_env: str | None, print_new_key: bool) -> Non
             "generated and printed once)",
             EXIT_USAGE,
         )
-    # Open (and migrate) the store first: if it cannot be reached, the key file stays untouched.
+    # Open the store and check every secret before step 1: if the database cannot be reached or
+    # holds a secret no current key decrypts, the key file stays untouched.
     store = app.store
+    _check_every_secret_decrypts(store, vault)
     rotation = vault.begin_rotation(new_key, new_key_source=f"the variable {new_key_env}")
     if print_new_key:
+        # Printed (and flushed by click) before anything is encrypted with it: never lost.
         click.echo(rotation.reveal_new_key())
-        sys.stdout.flush()  # on screen or in the operator's file before anything depends on it
     try:
         count = store.reencrypt_secrets(rotation.vault.reencrypt)
     except Exception:
-        click.echo(_nothing_changed(from_env, print_new_key), err=True)
+        click.echo(_incomplete(from_env, new_key_env), err=True)
         raise
     rotation.finish()
     click.echo(_done(count, vault.key_file, new_key_env), err=print_new_key)
 
 
-def _nothing_changed(from_env: bool, printed: bool) -> str:
+def _check_every_secret_decrypts(store: Store, vault: Vault) -> None:
+    with store.session(read_only=True) as session:
+        for secret in iter_encrypted_secrets(session):
+            try:
+                vault.decrypt(secret.token)
+            except VaultError as exc:
+                raise VaultError(f"{secret.label}: {exc}; nothing was changed") from None
+
+
+def _incomplete(from_env: bool, new_key_env: str | None) -> str:
     if not from_env:
         return (
-            "Nothing was re-encrypted; the key file holds the new and the old keys, so every "
-            "secret still decrypts. Run the command again."
+            "The re-encryption did not complete; the key file holds the new and the old keys, "
+            "so every secret still decrypts. Run the command again."
         )
-    discard = " Discard the printed key." if printed else ""
-    return f"Nothing was re-encrypted; keep the current {ENV_MASTER_KEY}.{discard}"
+    # A failure while committing leaves it unknown whether the new key is in use, so the advice
+    # must be right either way: both keys, newest first.
+    new = f"the key in {new_key_env}" if new_key_env else "the printed key"
+    return (
+        f"The re-encryption did not complete. Keep {new}: until the command succeeds, set "
+        f"{ENV_MASTER_KEY}=NEW,CURRENT (the new key, a comma, the current key), which "
+        "decrypts every secret either way. Then run the command again."
+    )
 
 
 def _done(count: int, key_file: Path | None, new_key_env: str | None) -> str:

@@ -12,6 +12,7 @@ then read and tidy the generated file (see ``migrations/README.md``).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,9 +25,18 @@ from sqlalchemy import text
 from ml_connector.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["MIGRATIONS", "alembic_config", "current_revisions", "head_revisions", "upgrade_to_head"]
+__all__ = [
+    "MIGRATIONS",
+    "alembic_config",
+    "current_revisions",
+    "head_revisions",
+    "migration_transaction",
+    "upgrade_to_head",
+]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -83,10 +93,54 @@ def upgrade_to_head(engine: Engine, shown: str) -> None:
             "which this version of ml-connector does not know: it was upgraded by a newer "
             "ml-connector; upgrade ml-connector"
         )
-    with engine.connect() as connection, connection.begin():
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
-            )
+    with migration_transaction(engine) as connection:
         # The lock is held: a process that waited for it finds the work done and does nothing.
         command.upgrade(alembic_config(connection), "head")
+
+
+@contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction for schema changes, under the migration lock; committed on success.
+
+    On SQLite this follows SQLite's documented procedure for schema changes: foreign keys are
+    off meanwhile (rebuilding a table drops the old one, and with foreign keys on, that
+    cascade-deletes every row that refers to it) and are checked before the commit.
+
+    Raises:
+        ConfigurationError: After the changes, a row refers to a row that does not exist.
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _pragma_outside_transaction(connection, "foreign_keys=OFF")
+        try:
+            with connection.begin():
+                if not sqlite:
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                    )
+                yield connection
+                if sqlite:
+                    _check_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _pragma_outside_transaction(connection, "foreign_keys=ON")
+
+
+def _pragma_outside_transaction(connection: Connection, pragma: str) -> None:
+    # Straight to the driver: through SQLAlchemy the statement would begin a transaction, and
+    # SQLite silently ignores PRAGMA foreign_keys inside one.
+    driver = connection.connection.driver_connection
+    if driver is None:  # pragma: no cover - only after the connection was invalidated
+        raise RuntimeError("the SQLite connection is closed")
+    driver.execute(f"PRAGMA {pragma}")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = ", ".join(sorted({str(row[0]) for row in broken}))
+        raise ConfigurationError(
+            f"the schema migration would leave rows pointing at missing rows in {tables}; "
+            "nothing was changed"
+        )

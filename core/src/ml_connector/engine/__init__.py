@@ -1,0 +1,20 @@
+"""The sync engine: one run of a connection pairs its source plugin with its sink plugin.
+
+Accounts are mapped, approved payables flow to the sink (vendors first, once each), paid sink
+payments flow back; state lives in the store so a killed run resumes without duplicates.
+"""
+
+from ml_connector.engine._context import RunObserver, SyncOptions
+from ml_connector.engine._engine import RunSummary, SyncEngine
+from ml_connector.engine._limits import LimiterPool, RequestLimiter
+from ml_connector.engine._retry import RetryPolicy
+
+__all__ = [
+    "LimiterPool",
+    "RequestLimiter",
+    "RetryPolicy",
+    "RunObserver",
+    "RunSummary",
+    "SyncEngine",
+    "SyncOptions",
+]

@@ -1,0 +1,198 @@
+"""One run of a connection: accounts, payables in, payments back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ml_connector.default_account_matcher import ACCOUNT_KIND
+from ml_connector.description import Capability
+from ml_connector.engine import _payables, _payments
+from ml_connector.engine._context import RunContext, RunObserver, SyncOptions
+from ml_connector.engine._ledger import AuditRecord, Ledger
+from ml_connector.engine._limits import LimiterPool
+from ml_connector.engine._mapping import AccountCoder
+from ml_connector.errors import ConnectorError
+from ml_connector.models import AccountMapping, ChangeWindow, MappingMethod
+from ml_connector.store import ObjectType, RunStatus
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ml_connector.drivers import Driver, SinkDriver, SourceDriver
+    from ml_connector.engine._limits import RequestLimiter
+    from ml_connector.models import AccountCatalog
+    from ml_connector.store import Store
+
+__all__ = ["RunSummary", "SyncEngine"]
+
+_ACCOUNT = ObjectType.ACCOUNT.value
+
+#: The limiters of this process, shared by every connection that talks to the same scope.
+_LIMITERS = LimiterPool()
+
+
+@dataclass
+class RunSummary:
+    """How a run went.
+
+    Attributes:
+        run_id: The run's row id.
+        status: succeeded, failed or interrupted.
+        counts: Tallies such as ``bills_created`` or ``payments_recorded``.
+        error: Why the run failed, if it did.
+    """
+
+    run_id: int
+    status: RunStatus
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _scope(driver: Driver) -> str:
+    setting = driver.description.limits.scope_setting
+    value = getattr(driver.ctx.settings, setting, None) if setting else None
+    return str(value) if value is not None else f"connection:{driver.ctx.connection}"
+
+
+def _limiter(driver: Driver, pool: LimiterPool) -> RequestLimiter:
+    return pool.get(driver.system, _scope(driver), driver.description.limits)
+
+
+class SyncEngine:
+    """Runs a connection: pairs its source driver with its sink driver over the store.
+
+    Args:
+        store: The state store.
+        connection_id: The connection's row id.
+        source: The source side.
+        sink: The sink side.
+        options: How the run behaves.
+        observer: Receives progress.
+        limiters: Where limiters are shared (the process-wide pool by default).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        connection_id: int,
+        source: SourceDriver,
+        sink: SinkDriver,
+        options: SyncOptions | None = None,
+        observer: RunObserver | None = None,
+        limiters: LimiterPool | None = None,
+    ) -> None:
+        pool = limiters or _LIMITERS
+        versions = {d.system: d.plugin_version for d in (source, sink)}
+        self.ledger = Ledger(store, connection_id, plugin_versions=versions)
+        self.run_context = RunContext(
+            source=source,
+            sink=sink,
+            ledger=self.ledger,
+            options=options or SyncOptions(),
+            sink_limiter=_limiter(sink, pool),
+            source_limiter=_limiter(source, pool),
+        )
+        if observer is not None:
+            self.run_context.observer = observer
+
+    async def run(self) -> RunSummary:
+        """One full run; the cursors move only for the streams that were read completely."""
+        run = self.run_context
+        started = run.options.now()
+        run_id = self.ledger.start_run()
+        status, error = RunStatus.SUCCEEDED, None
+        try:
+            run.observer.stage("accounts")
+            coder = await self.sync_accounts()
+            run.observer.stage("payables")
+            payables = _payables.PayableSync(run, coder)
+            await payables.sync(self._window(_payables.STREAM, started))
+            self.ledger.set_cursor(_payables.STREAM, started)
+            run.observer.stage("payments")
+            await _payments.PaymentSync(run).sync(self._window(_payments.STREAM, started))
+            self.ledger.set_cursor(_payments.STREAM, started)
+        except ConnectorError as exc:
+            status, error = RunStatus.FAILED, str(exc)
+        except BaseException as exc:  # cancelled or killed: say so, then let it go on
+            self.ledger.finish_run(RunStatus.INTERRUPTED, dict(run.counts), type(exc).__name__)
+            raise
+        self.ledger.finish_run(status, dict(run.counts), error)
+        return RunSummary(run_id, status, dict(run.counts), error)
+
+    def _window(self, stream: str, until: datetime) -> ChangeWindow:
+        cursor = self.ledger.cursor(stream)
+        since = None if cursor is None else min(cursor - self.run_context.options.lookback, until)
+        return ChangeWindow(since=since, until=until)
+
+    # --- Accounts ----------------------------------------------------------------------------
+
+    async def sync_accounts(self) -> AccountCoder:
+        """List both catalogs, map them, create missing sink accounts if allowed, persist."""
+        run = self.run_context
+        source_catalog = await run.source_read(run.source.list_accounts)
+        sink_catalog = await run.sink_read(run.sink.list_accounts)
+        manual = self.ledger.manual_mappings()
+        mappings = await run.source.map_accounts(source_catalog, sink_catalog, manual)
+        if (
+            run.options.create_missing_accounts
+            and Capability.CREATE_ACCOUNTS in run.sink.description.capabilities
+        ):
+            mappings = [*mappings, *await self._create_missing(source_catalog, mappings)]
+        self.ledger.save_mappings(mappings)
+        coder = AccountCoder(mappings)
+        active = [a for a in source_catalog.accounts if a.active]
+        unmapped = [a.id for a in active if not coder.is_mapped(a.id)]
+        run.count("accounts_mapped", coder.mapped_accounts)
+        run.count("accounts_unmapped", len(unmapped))
+        for account_id in unmapped:
+            self.ledger.audit(
+                AuditRecord(_ACCOUNT, "unmapped", "warning", account_id, error="no sink account")
+            )
+        return coder
+
+    async def _create_missing(
+        self, source: AccountCatalog, mappings: list[AccountMapping]
+    ) -> list[AccountMapping]:
+        run, sink = self.run_context, self.run_context.sink
+        mapped = {m.source_id for m in mappings if m.source_kind == ACCOUNT_KIND}
+        created = []
+        for account in (a for a in source.accounts if a.active and a.id not in mapped):
+            link = self.ledger.link(_ACCOUNT, account.id)
+            if link is None:
+                self.ledger.begin_intents(_ACCOUNT, [(account.id, "1")])
+                result = await run.sink_read(lambda a=account: sink.create_account(a))  # type: ignore[misc]
+                self.ledger.complete(
+                    _ACCOUNT,
+                    account.id,
+                    result.id,
+                    "1",
+                    AuditRecord(_ACCOUNT, "created", "ok", account.id, result.id),
+                )
+                run.count("accounts_created")
+                sink_id = result.id
+            else:
+                sink_id = link.sink_id
+            created.append(
+                AccountMapping(
+                    source_kind=ACCOUNT_KIND,
+                    source_id=account.id,
+                    sink_kind=ACCOUNT_KIND,
+                    sink_id=sink_id,
+                    method=MappingMethod.CREATED,
+                )
+            )
+        return created
+
+    # --- Replay ------------------------------------------------------------------------------
+
+    async def replay_payable(self, source_id: str) -> dict[str, Any]:
+        """Re-drive one payable now, whatever the cursor says."""
+        run = self.run_context
+        coder = await self.sync_accounts()
+        payable = await run.source_read(lambda: run.source.get_payable(source_id))
+        if payable is None:
+            raise ConnectorError(f"the source has no payable {source_id}")
+        await _payables.PayableSync(run, coder).sync_one(payable)
+        self.ledger.flush_audit()
+        return dict(run.counts)

@@ -1,0 +1,86 @@
+"""Request limits the core enforces for the plugins: requests in flight and an hourly budget.
+
+A plugin declares its system's limits (:class:`~ml_connector.description.ConcurrencyLimits`); the
+core keeps one :class:`RequestLimiter` per system and scope (for BILL: per organisation), shared
+by every connection in the process that talks to that scope. Every hook call that reaches the
+system takes one slot for its duration; clients make their requests within one call one after
+another, so calls in flight bound requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from ml_connector.description import ConcurrencyLimits
+
+__all__ = ["LimiterPool", "RequestLimiter"]
+
+_HOUR = 3600.0
+
+
+class RequestLimiter:
+    """Caps the calls in flight and, optionally, the calls started per rolling hour.
+
+    Args:
+        limits: The system's declared limits.
+        clock: A monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self, limits: ConcurrencyLimits, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits
+        self._slots = asyncio.Semaphore(limits.max_in_flight) if limits.max_in_flight else None
+        self._started: deque[float] = deque()
+        self._clock = clock
+        self._budget_lock = asyncio.Lock()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    async def _spend_budget(self) -> None:
+        budget = self.limits.requests_per_hour
+        if budget is None:
+            return
+        async with self._budget_lock:
+            while True:
+                now = self._clock()
+                while self._started and now - self._started[0] >= _HOUR:
+                    self._started.popleft()
+                if len(self._started) < budget:
+                    self._started.append(now)
+                    return
+                await asyncio.sleep(_HOUR - (now - self._started[0]))
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one slot for the duration of a call."""
+        await self._spend_budget()
+        if self._slots is None:
+            yield
+            return
+        async with self._slots:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                yield
+            finally:
+                self.in_flight -= 1
+
+
+class LimiterPool:
+    """One limiter per (system, scope), so two connections to one BILL organisation share it."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[tuple[str, str], RequestLimiter] = {}
+
+    def get(self, system: str, scope: str, limits: ConcurrencyLimits) -> RequestLimiter:
+        """Return the limiter of ``system`` for ``scope``, creating it on first use."""
+        key = (system, scope)
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            limiter = self._limiters[key] = RequestLimiter(limits)
+        return limiter

@@ -1,0 +1,258 @@
+"""Payables in: each approved ERP bill becomes one sink bill, created once, updated while unpaid."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ml_connector.description import Capability
+from ml_connector.engine._context import SingleFlight
+from ml_connector.engine._fingerprint import fingerprint
+from ml_connector.engine._ledger import AuditRecord
+from ml_connector.engine._vendors import VendorSync
+from ml_connector.errors import AuthenticationError, ConnectorError, InvalidRecordError
+from ml_connector.models import BillDraft, BillResult, ChangeWindow, Payable, PayablePage
+from ml_connector.store import ObjectType
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from ml_connector.engine._context import RunContext
+    from ml_connector.engine._mapping import AccountCoder
+
+__all__ = ["PayableSync"]
+
+_BILL = ObjectType.BILL.value
+_PAYABLE = "payable"
+STREAM = "payables"
+
+
+@dataclass(frozen=True)
+class _Create:
+    draft: BillDraft
+    version: str
+
+
+class PayableSync:
+    """Reads changed payables page by page and brings each one to the sink.
+
+    Pages are fetched one ahead of processing, records of a page run concurrently (bounded by
+    the worker count), and new bills are created in bulk when the sink can.
+    """
+
+    def __init__(self, run: RunContext, coder: AccountCoder) -> None:
+        self._run = run
+        self._coder = coder
+        self._vendors = VendorSync(run)
+        self._per_record = SingleFlight()
+        sink = run.sink.description
+        self._bulk_size = (
+            sink.limits.batch_size or 1
+            if run.options.bulk and Capability.BULK_CREATE_BILLS in sink.capabilities
+            else 1
+        )
+        in_flight = sink.limits.max_in_flight or 4
+        self._workers = asyncio.Semaphore(run.options.workers or 4 * in_flight)
+
+    # --- The stream --------------------------------------------------------------------------
+
+    async def sync(self, window: ChangeWindow) -> None:
+        """Bring every payable changed in ``window`` to the sink, or to the exception queue."""
+        async for page in self._pages(window):
+            await self._page(page)
+            self._run.ledger.flush_audit()
+
+    async def _pages(self, window: ChangeWindow) -> AsyncIterator[PayablePage]:
+        run = self._run
+
+        def fetch(token: str | None) -> asyncio.Task[PayablePage]:
+            return asyncio.create_task(
+                run.source_read(lambda: run.source.list_changed_payables(window, token))
+            )
+
+        pending: asyncio.Task[PayablePage] | None = fetch(None)
+        try:
+            while pending is not None:
+                page = await pending
+                pending = fetch(page.next_page_token) if page.next_page_token else None
+                yield page
+        finally:
+            if pending is not None:
+                pending.cancel()
+
+    async def _page(self, page: PayablePage) -> None:
+        run = self._run
+        for rejected in page.rejected:
+            run.count("payables_rejected")
+            run.ledger.add_exception(
+                _BILL if rejected.record_type == _PAYABLE else rejected.record_type,
+                rejected.record_id or "(unknown)",
+                rejected.field,
+                rejected.reason,
+                None,
+            )
+        run.count("payables_read", len(page.items))
+        creates: list[_Create] = []
+        async with asyncio.TaskGroup() as group:
+            for payable in page.items:
+                group.create_task(self._guarded(payable, creates))
+        async with asyncio.TaskGroup() as group:
+            for start in range(0, len(creates), self._bulk_size):
+                group.create_task(self._create_batch(creates[start : start + self._bulk_size]))
+
+    # --- One payable -------------------------------------------------------------------------
+
+    async def sync_one(self, payable: Payable) -> None:
+        """Bring one payable to the sink now (replay and exception retries)."""
+        creates: list[_Create] = []
+        await self._guarded(payable, creates)
+        if creates:
+            await self._create_batch(creates)
+
+    async def _guarded(self, payable: Payable, creates: list[_Create]) -> None:
+        async with self._workers, self._per_record.hold(payable.source_id):
+            try:
+                create = await self._prepare(payable)
+            except AuthenticationError:
+                raise
+            except ConnectorError as exc:
+                self._fail(payable, exc)
+                return
+            if create is None:
+                return
+            if self._bulk_size > 1:
+                creates.append(create)
+            else:
+                await self._create_batch([create])
+
+    async def _prepare(self, payable: Payable) -> _Create | None:
+        """Decide what the payable needs; do updates and reconciliations right away."""
+        run, ledger = self._run, self._run.ledger
+        digest = fingerprint(payable)
+        ledger.audit(AuditRecord(_BILL, "fetched", "ok", payable.source_id, payload_digest=digest))
+        if ledger.ignored_digest(_BILL, payable.source_id) == digest:
+            ledger.audit(AuditRecord(_BILL, "skipped_ignored", "ok", payable.source_id))
+            run.count("bills_ignored")
+            return None
+        lines = self._coder.code(payable)
+        vendor_id = await self._vendors.ensure(payable.vendor)
+        draft = BillDraft(payable=payable, vendor_sink_id=vendor_id, lines=lines)
+        version = fingerprint(draft)
+        link = ledger.link(_BILL, payable.source_id)
+        if link is None and ledger.open_intent(_BILL, payable.source_id) is not None:
+            invoice = payable.invoice_number
+            found = await run.sink_read(lambda: run.sink.find_bill(vendor_id, invoice))
+            if found is not None:
+                self._complete(payable, found, "", "reconciled")
+                link = ledger.link(_BILL, payable.source_id)
+        if link is not None and link.fingerprint == version:
+            ledger.audit(
+                AuditRecord(_BILL, "skipped_unchanged", "ok", payable.source_id, link.sink_id)
+            )
+            run.count("bills_unchanged")
+            return None
+        if link is not None:
+            await self._update(draft.model_copy(update={"existing_sink_id": link.sink_id}), version)
+            return None
+        return _Create(draft, version)
+
+    async def _update(self, draft: BillDraft, version: str) -> None:
+        run, payable = self._run, draft.payable
+        result = await run.sink_read(lambda: run.sink.create_bill(draft))
+        if result.paid:
+            # A paid bill is the sink's now: changing it would misstate what was paid.
+            run.ledger.audit_now(
+                AuditRecord(
+                    _BILL,
+                    "skipped_paid",
+                    "ok",
+                    payable.source_id,
+                    result.sink_id,
+                    error="changed in the source after it was paid in the sink; not updated",
+                )
+            )
+            run.count("bills_paid_unchanged")
+            return
+        self._complete(payable, result, version, "updated")
+        run.count("bills_updated")
+
+    async def _create_batch(self, batch: Sequence[_Create]) -> None:
+        """Create new bills; a refused batch is split until the bad bill stands alone."""
+        run = self._run
+        run.ledger.begin_intents(_BILL, [(c.draft.payable.source_id, c.version) for c in batch])
+        try:
+            results = await self._send(batch)
+        except AuthenticationError:
+            raise
+        except InvalidRecordError as exc:
+            if len(batch) == 1:
+                self._fail(batch[0].draft.payable, exc)
+                return
+            middle = len(batch) // 2
+            await self._create_batch(batch[:middle])
+            await self._create_batch(batch[middle:])
+            return
+        except ConnectorError as exc:
+            for create in batch:
+                self._fail(create.draft.payable, exc)
+            return
+        for create, result in zip(batch, results, strict=True):
+            action = "created" if result.created else "linked"
+            self._complete(create.draft.payable, result, create.version, action)
+            run.count("bills_created" if result.created else "bills_linked")
+
+    async def _send(self, batch: Sequence[_Create]) -> list[BillResult]:
+        run, sink = self._run, self._run.sink
+        if len(batch) == 1:
+            draft = batch[0].draft
+            payable = draft.payable
+            result = await run.write(
+                run.sink_limiter,
+                lambda: sink.create_bill(draft),
+                lambda: sink.find_bill(draft.vendor_sink_id, payable.invoice_number),
+            )
+            return [result]
+        drafts = [c.draft for c in batch]
+
+        async def find_all() -> list[BillResult] | None:
+            found = [
+                await sink.find_bill(d.vendor_sink_id, d.payable.invoice_number) for d in drafts
+            ]
+            if all(f is not None for f in found):
+                return [f for f in found if f is not None]
+            if any(f is not None for f in found):
+                # Bulk calls are all-or-nothing, so a partial find means something else made
+                # those bills: let single creates (which look before they write) sort it out.
+                raise InvalidRecordError("payable", None, None, "batch partly present in sink")
+            return None
+
+        return await run.write(run.sink_limiter, lambda: sink.create_bills(drafts), find_all)
+
+    # --- Outcomes ----------------------------------------------------------------------------
+
+    def _complete(self, payable: Payable, result: BillResult, version: str, action: str) -> None:
+        self._run.ledger.complete(
+            _BILL,
+            payable.source_id,
+            result.sink_id,
+            version,
+            AuditRecord(
+                _BILL,
+                action,
+                "ok",
+                payable.source_id,
+                result.sink_id,
+                payload_digest=version or None,
+            ),
+        )
+
+    def _fail(self, payable: Payable, exc: ConnectorError) -> None:
+        field = exc.field if isinstance(exc, InvalidRecordError) else None
+        reason = exc.reason if isinstance(exc, InvalidRecordError) else str(exc)
+        if isinstance(exc, InvalidRecordError) and exc.record_type != _PAYABLE:
+            reason = f"{exc.record_type} {exc.record_id}: {reason}"
+        self._run.ledger.add_exception(
+            _BILL, payable.source_id, field, reason, fingerprint(payable)
+        )
+        self._run.count("bills_failed")

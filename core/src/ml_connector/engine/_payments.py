@@ -1,0 +1,144 @@
+"""Payments back: each paid sink payment is recorded against the ERP bill it pays, once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ml_connector.engine._fingerprint import fingerprint
+from ml_connector.engine._ledger import AuditRecord
+from ml_connector.errors import AuthenticationError, ConnectorError, InvalidRecordError
+from ml_connector.models import (
+    ChangeWindow,
+    Payment,
+    PaymentApplication,
+    PaymentPosting,
+    PaymentStatus,
+)
+from ml_connector.store import ObjectType
+
+if TYPE_CHECKING:
+    from ml_connector.engine._context import RunContext
+
+__all__ = ["PaymentSync", "posting_key"]
+
+_BILL = ObjectType.BILL.value
+_PAYMENT = ObjectType.PAYMENT.value
+STREAM = "payments"
+
+
+def posting_key(payment_sink_id: str, bill_sink_id: str) -> str:
+    """The id of one payment application: a payment may pay several bills."""
+    return f"{payment_sink_id}:{bill_sink_id}"
+
+
+class PaymentSync:
+    """Reads changed sink payments and records the paid ones in the source.
+
+    For payments, the link's ``source_id`` is the sink payment application (:func:`posting_key`)
+    and its ``sink_id`` the ERP payment document: the payment flows the other way.
+    """
+
+    def __init__(self, run: RunContext) -> None:
+        self._run = run
+        self._workers = asyncio.Semaphore(run.options.workers or 8)
+
+    async def sync(self, window: ChangeWindow) -> None:
+        """Record every paid payment changed in ``window``."""
+        run, token = self._run, None
+        while True:
+            page = await run.sink_read(
+                lambda t=token: run.sink.list_changed_payments(window, t)  # type: ignore[misc]
+            )
+            for rejected in page.rejected:
+                run.count("payments_rejected")
+                run.ledger.add_exception(
+                    _PAYMENT,
+                    rejected.record_id or "(unknown)",
+                    rejected.field,
+                    rejected.reason,
+                    None,
+                )
+            async with asyncio.TaskGroup() as group:
+                for payment in page.items:
+                    group.create_task(self.sync_one(payment))
+            run.ledger.flush_audit()
+            token = page.next_page_token
+            if token is None:
+                return
+
+    async def sync_one(self, payment: Payment) -> None:
+        """Record one payment's applications (replay and exception retries use it too)."""
+        run = self._run
+        run.count("payments_read")
+        if payment.status is not PaymentStatus.PAID:
+            run.ledger.audit(
+                AuditRecord(_PAYMENT, "skipped_not_paid", payment.status.value, payment.sink_id)
+            )
+            return
+        for application in payment.applications:
+            async with self._workers:
+                try:
+                    await self._record(payment, application)
+                except AuthenticationError:
+                    raise
+                except ConnectorError as exc:
+                    key = posting_key(payment.sink_id, application.bill_sink_id)
+                    field = exc.field if isinstance(exc, InvalidRecordError) else None
+                    reason = exc.reason if isinstance(exc, InvalidRecordError) else str(exc)
+                    run.ledger.add_exception(_PAYMENT, key, field, reason, fingerprint(payment))
+                    run.count("payments_failed")
+
+    async def _record(self, payment: Payment, application: PaymentApplication) -> None:
+        run, ledger = self._run, self._run.ledger
+        key = posting_key(payment.sink_id, application.bill_sink_id)
+        if ledger.link(_PAYMENT, key) is not None:
+            run.count("payments_already_recorded")
+            return
+        bill = ledger.link_by_sink_id(_BILL, application.bill_sink_id)
+        if bill is None:
+            ledger.audit(
+                AuditRecord(
+                    _PAYMENT,
+                    "ignored",
+                    "not_ours",
+                    key,
+                    application.bill_sink_id,
+                    error="pays a bill this connection did not create",
+                )
+            )
+            run.count("payments_ignored")
+            return
+        source_id = bill.source_id
+        payable = await run.source_read(lambda: run.source.get_payable(source_id))
+        if payable is None:
+            raise InvalidRecordError(
+                "payment", key, "bill", f"the originating ERP bill {source_id} no longer exists"
+            )
+        posting = PaymentPosting(
+            payment_sink_id=payment.sink_id,
+            payable=payable,
+            amount=application.amount,
+            paid_on=payment.process_date,
+            reference=payment.reference or payment.sink_id,
+        )
+        version = fingerprint(application)
+        ledger.begin_intents(_PAYMENT, [(key, version)])
+        # record_payment looks before it writes (the contract asks it to), so a plain retry
+        # after a lost response cannot post twice.
+        result = await run.source_read(lambda: run.source.record_payment(posting))
+        ledger.complete(
+            _PAYMENT,
+            key,
+            result.source_id,
+            version,
+            AuditRecord(
+                _PAYMENT,
+                "payment_recorded",
+                "already_recorded" if result.already_recorded else "ok",
+                key,
+                result.source_id,
+                payload_digest=version,
+            ),
+        )
+        run.count("payments_recorded")

@@ -1,0 +1,56 @@
+import asyncio
+
+import pytest
+
+from ml_connector.description import ConcurrencyLimits
+from ml_connector.engine import LimiterPool, RequestLimiter
+
+
+async def test_in_flight_calls_never_exceed_the_limit_and_slots_stay_busy() -> None:
+    limiter = RequestLimiter(ConcurrencyLimits(max_in_flight=3))
+    release = asyncio.Event()
+    entered = 0
+
+    async def call() -> None:
+        nonlocal entered
+        async with limiter.slot():
+            entered += 1
+            await release.wait()
+
+    tasks = [asyncio.create_task(call()) for _ in range(10)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert limiter.in_flight == 3
+    assert entered == 3
+    release.set()
+    await asyncio.gather(*tasks)
+    assert limiter.peak_in_flight == 3
+    assert entered == 10
+
+
+async def test_hourly_budget_waits_for_the_oldest_call_to_age_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    limiter = RequestLimiter(ConcurrencyLimits(requests_per_hour=2), clock=lambda: now[0])
+    for _ in range(2):
+        async with limiter.slot():
+            now[0] += 10
+    async with limiter.slot():
+        pass
+    assert slept == [3600 - 20]
+
+
+def test_the_pool_shares_one_limiter_per_system_and_scope() -> None:
+    pool = LimiterPool()
+    limits = ConcurrencyLimits(max_in_flight=3)
+    assert pool.get("bill", "org1", limits) is pool.get("bill", "org1", limits)
+    assert pool.get("bill", "org1", limits) is not pool.get("bill", "org2", limits)
+    assert pool.get("bill", "org1", limits) is not pool.get("acumatica", "org1", limits)

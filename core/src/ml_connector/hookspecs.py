@@ -252,9 +252,11 @@ async def record_payment(  # type: ignore[empty-body]
 ) -> RecordedPayment:
     """Apply a sink payment to the originating ERP bill, exactly once.
 
-    Must be idempotent on its own: look for an ERP payment carrying ``posting.payment_sink_id``
-    first and return it with ``already_recorded=True`` instead of posting twice. The engine calls
-    this again for a posting whose earlier call may or may not have reached the ERP.
+    Must be idempotent on its own: look for an ERP payment that carries
+    ``posting.payment_sink_id`` *and* is applied to ``posting.payable`` first (one sink payment
+    may pay several bills, so the payment id alone is not the key), and return it with
+    ``already_recorded=True`` instead of posting twice. The engine calls this again for a posting
+    whose earlier call may or may not have reached the ERP.
 
     Args:
         ctx: The source side.
@@ -495,8 +497,10 @@ async def parse_webhook(  # type: ignore[empty-body]
 ) -> WebhookBatch:
     """Verify a webhook delivery's signature, then parse its events.
 
-    Nothing in the body may be trusted, or even parsed, before the signature matches; compare in
-    constant time.
+    Nothing in the body may be trusted before the signature matches; compare in constant time.
+    Parsing is allowed only to rebuild a canonical form to verify against (BILL may sign the
+    minified JSON), never to act on. Event payloads are hints: the engine re-reads the entity
+    (e.g. ``get_payment``) before it acts, and never uses amounts from a payload.
 
     Args:
         ctx: The sink side.

@@ -424,10 +424,17 @@ class PaymentStatus(StrEnum):
 
 
 class PaymentApplication(DomainModel):
-    """The part of a payment applied to one bill."""
+    """The part of a payment applied to one bill.
+
+    Attributes:
+        bill_sink_id: The bill paid.
+        amount: The amount applied to it.
+        application_id: The sink's id of this application, if it has one (BILL ``blp…``).
+    """
 
     bill_sink_id: NonEmptyStr
     amount: Money
+    application_id: str | None = None
 
 
 class Payment(DomainModel):

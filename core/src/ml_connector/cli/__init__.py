@@ -35,12 +35,33 @@ def main(ctx: click.Context, db: str | None, debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     ctx.obj = AppContext(db=db, debug=debug)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _register_commands() -> None:
-    from ml_connector.cli import _connections, _keys, _plugins, _sync
+    from ml_connector.cli import (
+        _audit,
+        _connections,
+        _exceptions,
+        _keys,
+        _mapping,
+        _plugins,
+        _runs,
+        _state,
+        _sync,
+    )
 
-    for module in (_plugins, _connections, _keys, _sync):
+    for module in (
+        _plugins,
+        _connections,
+        _keys,
+        _sync,
+        _runs,
+        _audit,
+        _exceptions,
+        _state,
+        _mapping,
+    ):
         module.register(main)
 
 

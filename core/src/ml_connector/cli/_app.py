@@ -36,6 +36,11 @@ class AppContext:
     debug: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def close(self) -> None:
+        """Release the database connections, if a command opened the store."""
+        if "store" in self.__dict__:
+            self.store.dispose()
+
     @cached_property
     def store(self) -> Store:
         """The state store, migrated to the current schema."""

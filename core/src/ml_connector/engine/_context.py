@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ml_connector.engine._retry import RetryPolicy
-from ml_connector.errors import TransientError
+from ml_connector.errors import ConnectorError, TransientError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -20,7 +21,16 @@ if TYPE_CHECKING:
     from ml_connector.engine._ledger import Ledger
     from ml_connector.engine._limits import RequestLimiter
 
-__all__ = ["RunContext", "RunObserver", "SyncOptions"]
+__all__ = [
+    "RunContext",
+    "RunObserver",
+    "SingleFlight",
+    "SyncOptions",
+    "as_record_error",
+    "task_group",
+]
+
+log = logging.getLogger("ml_connector.engine")
 
 T = TypeVar("T")
 
@@ -148,3 +158,36 @@ class SingleFlight:
         finally:
             del self._running[key]
             done.set_result(None)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_leaf(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
+
+
+@asynccontextmanager
+async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """An ``asyncio.TaskGroup`` that fails with the first error itself, not an ExceptionGroup.
+
+    Workers handle their record's errors; what escapes one (credentials rejected, a bug) ends
+    the run, and the engine reports it like any other error of the run.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as errors:
+        raise _first_leaf(errors) from None
+
+
+def as_record_error(exc: Exception, record: str) -> ConnectorError:
+    """A plugin's unexpected error on one record, as an error that queues only that record.
+
+    A bug that a single odd record triggers in a plugin must not stop the other records; the
+    traceback goes to the log for whoever fixes the plugin.
+    """
+    log.error("unexpected error on %s", record, exc_info=exc)
+    return ConnectorError(f"unexpected {type(exc).__name__} in a plugin: {exc}")

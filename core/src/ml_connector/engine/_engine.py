@@ -107,10 +107,12 @@ class SyncEngine:
             coder = await self.sync_accounts()
             run.observer.stage("payables")
             payables = _payables.PayableSync(run, coder)
+            payments = _payments.PaymentSync(run)
+            await self._retry_queued(payables, payments)
             await payables.sync(self._window(_payables.STREAM, started))
             self.ledger.set_cursor(_payables.STREAM, started)
             run.observer.stage("payments")
-            await _payments.PaymentSync(run).sync(self._window(_payments.STREAM, started))
+            await payments.sync(self._window(_payments.STREAM, started))
             self.ledger.set_cursor(_payments.STREAM, started)
         except ConnectorError as exc:
             status, error = RunStatus.FAILED, str(exc)
@@ -183,6 +185,37 @@ class SyncEngine:
                 )
             )
         return created
+
+    async def _retry_queued(
+        self, payables: _payables.PayableSync, payments: _payments.PaymentSync
+    ) -> None:
+        """Re-drive the exception-queue entries an operator sent back with ``exceptions retry``.
+
+        The cursor has moved past them, so they are read again by id; success resolves the entry,
+        failure puts it back in the queue with the new reason.
+        """
+        run = self.run_context
+        for item in self.ledger.retrying_exceptions():
+            run.count("exceptions_retried")
+            if item.object_type == ObjectType.BILL.value:
+                source_id = item.source_id
+                payable = await run.source_read(lambda s=source_id: run.source.get_payable(s))  # type: ignore[misc]
+                if payable is not None:
+                    await payables.sync_one(payable)
+                    continue
+                reason = f"the source no longer has payable {source_id}"
+            elif item.object_type == ObjectType.PAYMENT.value:
+                payment_id = _payments.payment_id_of(item.source_id)
+                payment = await run.sink_read(lambda p=payment_id: run.sink.get_payment(p))  # type: ignore[misc]
+                if payment is not None:
+                    await payments.sync_one(payment)
+                    continue
+                reason = f"the sink no longer has payment {payment_id}"
+            else:
+                reason = f"{item.object_type} records cannot be retried on their own"
+            self.ledger.add_exception(
+                item.object_type, item.source_id, None, reason, item.payload_digest
+            )
 
     # --- Replay ------------------------------------------------------------------------------
 

@@ -255,6 +255,18 @@ class Ledger:
                 return row.payload_digest
             return None
 
+    def retrying_exceptions(self) -> list[ExceptionItemRow]:
+        """Queue entries an operator sent back for another try (``exceptions retry``)."""
+        with self.store.session(read_only=True) as session:
+            return list(
+                session.exec(
+                    select(ExceptionItemRow)
+                    .where(ExceptionItemRow.connection_id == self.connection_id)
+                    .where(ExceptionItemRow.status == ExceptionStatus.RETRYING.value)
+                    .order_by(col(ExceptionItemRow.id))
+                )
+            )
+
     def add_exception(
         self,
         object_type: str,
@@ -274,6 +286,7 @@ class Ledger:
                     source_id=source_id,
                     reason=reason,
                     attempts=0,
+                    first_seen=now,
                 )
             row.run_id = self.run_id
             row.field = field_path

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ml_connector.description import Capability
-from ml_connector.engine._context import SingleFlight
+from ml_connector.engine._context import SingleFlight, as_record_error, task_group
 from ml_connector.engine._fingerprint import fingerprint
 from ml_connector.engine._ledger import AuditRecord
 from ml_connector.engine._vendors import VendorSync
@@ -94,10 +94,10 @@ class PayableSync:
             )
         run.count("payables_read", len(page.items))
         creates: list[_Create] = []
-        async with asyncio.TaskGroup() as group:
+        async with task_group() as group:
             for payable in page.items:
                 group.create_task(self._guarded(payable, creates))
-        async with asyncio.TaskGroup() as group:
+        async with task_group() as group:
             for start in range(0, len(creates), self._bulk_size):
                 group.create_task(self._create_batch(creates[start : start + self._bulk_size]))
 
@@ -118,6 +118,9 @@ class PayableSync:
                 raise
             except ConnectorError as exc:
                 self._fail(payable, exc)
+                return
+            except Exception as exc:  # one record's plugin bug stops nothing else
+                self._fail(payable, as_record_error(exc, f"payable {payable.source_id}"))
                 return
             if create is None:
                 return
@@ -193,9 +196,10 @@ class PayableSync:
             await self._create_batch(batch[:middle])
             await self._create_batch(batch[middle:])
             return
-        except ConnectorError as exc:
+        except Exception as exc:  # the batch's records are queued, nothing else stops
+            error = exc if isinstance(exc, ConnectorError) else as_record_error(exc, "a bill batch")
             for create in batch:
-                self._fail(create.draft.payable, exc)
+                self._fail(create.draft.payable, error)
             return
         for create, result in zip(batch, results, strict=True):
             action = "created" if result.created else "linked"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from ml_connector.engine._context import as_record_error, task_group
 from ml_connector.engine._fingerprint import fingerprint
 from ml_connector.engine._ledger import AuditRecord
 from ml_connector.errors import AuthenticationError, ConnectorError, InvalidRecordError
@@ -20,7 +21,7 @@ from ml_connector.store import ObjectType
 if TYPE_CHECKING:
     from ml_connector.engine._context import RunContext
 
-__all__ = ["PaymentSync", "posting_key"]
+__all__ = ["PaymentSync", "payment_id_of", "posting_key"]
 
 _BILL = ObjectType.BILL.value
 _PAYMENT = ObjectType.PAYMENT.value
@@ -30,6 +31,11 @@ STREAM = "payments"
 def posting_key(payment_sink_id: str, bill_sink_id: str) -> str:
     """The id of one payment application: a payment may pay several bills."""
     return f"{payment_sink_id}:{bill_sink_id}"
+
+
+def payment_id_of(key: str) -> str:
+    """The sink payment id of a :func:`posting_key` (or of a bare payment id)."""
+    return key.split(":", 1)[0]
 
 
 class PaymentSync:
@@ -59,7 +65,7 @@ class PaymentSync:
                     rejected.reason,
                     None,
                 )
-            async with asyncio.TaskGroup() as group:
+            async with task_group() as group:
                 for payment in page.items:
                     group.create_task(self.sync_one(payment))
             run.ledger.flush_audit()
@@ -82,8 +88,10 @@ class PaymentSync:
                     await self._record(payment, application)
                 except AuthenticationError:
                     raise
-                except ConnectorError as exc:
+                except Exception as exc:  # one record's failure stops nothing else
                     key = posting_key(payment.sink_id, application.bill_sink_id)
+                    if not isinstance(exc, ConnectorError):
+                        exc = as_record_error(exc, f"payment {key}")
                     field = exc.field if isinstance(exc, InvalidRecordError) else None
                     reason = exc.reason if isinstance(exc, InvalidRecordError) else str(exc)
                     run.ledger.add_exception(_PAYMENT, key, field, reason, fingerprint(payment))
@@ -94,6 +102,10 @@ class PaymentSync:
         key = posting_key(payment.sink_id, application.bill_sink_id)
         if ledger.link(_PAYMENT, key) is not None:
             run.count("payments_already_recorded")
+            return
+        if ledger.ignored_digest(_PAYMENT, key) == fingerprint(payment):
+            ledger.audit(AuditRecord(_PAYMENT, "skipped_ignored", "ok", key))
+            run.count("payments_ignored_by_operator")
             return
         bill = ledger.link_by_sink_id(_BILL, application.bill_sink_id)
         if bill is None:

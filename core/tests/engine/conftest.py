@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+import pytest
+
+from ml_connector.testing import reset_fakes
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fakes():
+    reset_fakes()
+    yield
+    reset_fakes()

@@ -158,7 +158,7 @@ def test_bad_setting_never_echoes_the_value(plugins: FakeDists, db: Path, tmp_pa
 
 def test_unknown_plugin_and_duplicate_name(plugins: FakeDists, db: Path, tmp_path: Path) -> None:
     unknown = cli("connections", "add", "x", "--source", "nope", "--sink", "billx")
-    assert unknown.exit_code == 1
+    assert unknown.exit_code == 2
     assert "nope" in unknown.output
     assert add_acme(tmp_path).exit_code == 0
     again = add_acme(tmp_path)

@@ -42,6 +42,7 @@ def _register_commands() -> None:
     from ml_connector.cli import (
         _audit,
         _connections,
+        _emulate,
         _exceptions,
         _keys,
         _mapping,
@@ -61,6 +62,7 @@ def _register_commands() -> None:
         _exceptions,
         _state,
         _mapping,
+        _emulate,
     ):
         module.register(main)
 

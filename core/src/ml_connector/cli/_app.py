@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ml_connector.errors import ConfigurationError, ConnectorError, InvalidRecordError
+from ml_connector.errors import (
+    ConfigurationError,
+    ConnectorError,
+    InvalidRecordError,
+    PluginNotFoundError,
+)
 
 if TYPE_CHECKING:
     from ml_connector.registry import Registry
@@ -81,7 +86,7 @@ class MlConnectorGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except (ConfigurationError, InvalidRecordError) as exc:
+        except (ConfigurationError, InvalidRecordError, PluginNotFoundError) as exc:
             self._report(ctx, exc, EXIT_USAGE)
         except ConnectorError as exc:
             self._report(ctx, exc, EXIT_FAILURE)

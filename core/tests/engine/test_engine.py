@@ -202,3 +202,14 @@ async def test_a_plugin_bug_on_one_record_stops_nothing_else(
     assert summary.status is RunStatus.SUCCEEDED
     world.assert_exactly_once(data, set(data.ready_ids) - {target})
     assert "unexpected KeyError in a plugin: 'vendorTerms'" in exceptions(world)[target].reason
+
+
+async def test_session_expiry_mid_run_costs_one_login(tmp_path: Path, spec: SeedSpec) -> None:
+    world, data = World.create(tmp_path, spec)
+    world.sink.faults.fail("create_bill", FaultKind.SESSION_EXPIRED, on_call=5)
+    world.erp.faults.fail("list_changed_payables", FaultKind.SESSION_EXPIRED, on_call=2)
+    summary = await world.sync(bulk=False)
+    assert summary.status is RunStatus.SUCCEEDED, summary.error
+    world.assert_exactly_once(data)
+    assert world.sink.faults.calls["authenticate"] == 2  # the first login and one re-login
+    assert world.erp.faults.calls["authenticate"] == 2

@@ -6,10 +6,11 @@ implements ``map_accounts`` with ``tryfirst=True`` (or plain) overrides it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ml_connector.hookspecs import hookimpl
-from ml_connector.models import AccountMapping, MappingMethod
+from ml_connector.models import AccountMapping, DimensionKind, MappingMethod
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -45,63 +46,48 @@ def _unique_index(items: Iterable[tuple[str | None, str]]) -> dict[str, str]:
     return index
 
 
-def _match_accounts(
-    source: Sequence[Account], sink: Sequence[Account], taken: set[tuple[str, str]]
+@dataclass(frozen=True)
+class _Entry:
+    """An account or a dimension value, as the matcher compares them."""
+
+    id: str
+    code: str | None  # account number or dimension code
+    name: str
+    active: bool = True
+
+
+def _match(
+    kind: str, source: Iterable[_Entry], sink: Iterable[_Entry], taken: set[tuple[str, str]]
 ) -> list[AccountMapping]:
-    active = [a for a in sink if a.active]
-    by_number = _unique_index((_normalise(a.number), a.id) for a in active)
-    by_name = _unique_index((_normalise(a.name), a.id) for a in active)
+    """Match one kind of entry: equal code (or id) first, then equal name."""
+    active = [e for e in sink if e.active]
+    by_code = _unique_index((_normalise(e.code), e.id) for e in active)
+    by_name = _unique_index((_normalise(e.name), e.id) for e in active)
     found: list[AccountMapping] = []
-    for account in source:
-        if (ACCOUNT_KIND, account.id) in taken:
+    for entry in source:
+        if (kind, entry.id) in taken:
             continue
-        number_key = _normalise(account.number or account.id)
-        if number_key is not None and number_key in by_number:
-            sink_id, method = by_number[number_key], MappingMethod.NUMBER
-        elif (name_key := _normalise(account.name)) is not None and name_key in by_name:
+        code_key = _normalise(entry.code or entry.id)
+        if code_key is not None and code_key in by_code:
+            sink_id, method = by_code[code_key], MappingMethod.NUMBER
+        elif (name_key := _normalise(entry.name)) is not None and name_key in by_name:
             sink_id, method = by_name[name_key], MappingMethod.NAME
         else:
             continue
         found.append(
             AccountMapping(
-                source_kind=ACCOUNT_KIND,
-                source_id=account.id,
-                sink_kind=ACCOUNT_KIND,
-                sink_id=sink_id,
-                method=method,
+                source_kind=kind, source_id=entry.id, sink_kind=kind, sink_id=sink_id, method=method
             )
         )
     return found
 
 
-def _match_dimensions(
-    source: Sequence[Dimension], sink: Sequence[Dimension], taken: set[tuple[str, str]]
-) -> list[AccountMapping]:
-    found: list[AccountMapping] = []
-    for kind in {d.kind for d in source}:
-        candidates = [d for d in sink if d.kind == kind and d.active]
-        by_code = _unique_index((_normalise(d.code), d.id) for d in candidates)
-        by_name = _unique_index((_normalise(d.name), d.id) for d in candidates)
-        for value in (d for d in source if d.kind == kind):
-            if (kind.value, value.id) in taken:
-                continue
-            code_key = _normalise(value.code or value.id)
-            if code_key is not None and code_key in by_code:
-                sink_id, method = by_code[code_key], MappingMethod.NUMBER
-            elif (name_key := _normalise(value.name)) is not None and name_key in by_name:
-                sink_id, method = by_name[name_key], MappingMethod.NAME
-            else:
-                continue
-            found.append(
-                AccountMapping(
-                    source_kind=kind.value,
-                    source_id=value.id,
-                    sink_kind=kind.value,
-                    sink_id=sink_id,
-                    method=method,
-                )
-            )
-    return found
+def _accounts(accounts: Iterable[Account]) -> list[_Entry]:
+    return [_Entry(a.id, a.number, a.name, a.active) for a in accounts]
+
+
+def _dimensions(dimensions: Iterable[Dimension], kind: DimensionKind) -> list[_Entry]:
+    return [_Entry(d.id, d.code, d.name, d.active) for d in dimensions if d.kind == kind]
 
 
 def match_catalogs(
@@ -122,11 +108,14 @@ def match_catalogs(
         The manual mappings followed by the matched ones.
     """
     taken = {(m.source_kind, m.source_id) for m in manual}
-    return [
+    found = [
         *manual,
-        *_match_accounts(source.accounts, sink.accounts, taken),
-        *_match_dimensions(source.dimensions, sink.dimensions, taken),
+        *_match(ACCOUNT_KIND, _accounts(source.accounts), _accounts(sink.accounts), taken),
     ]
+    for kind in sorted({d.kind for d in source.dimensions}):
+        source_values = _dimensions(source.dimensions, kind)
+        found += _match(kind.value, source_values, _dimensions(sink.dimensions, kind), taken)
+    return found
 
 
 @hookimpl(trylast=True)

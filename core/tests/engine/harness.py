@@ -8,6 +8,8 @@ tests) the fakes' SQLite files.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,12 +109,13 @@ class World:
             self.erp.close()
             self.sink.close()
 
-    async def sync(self, **options: Any) -> RunSummary:
-        """One run of the connection, with fast retries and a private limiter pool."""
+    @asynccontextmanager
+    async def engine(self, **options: Any) -> AsyncIterator[SyncEngine]:
+        """The connection's engine, with fast retries and a private limiter pool."""
         options.setdefault("retry", FAST_RETRY)
         connection = open_connection(self.store, Vault.from_environment(), self.registry, NAME)
         try:
-            engine = SyncEngine(
+            yield SyncEngine(
                 self.store,
                 connection.id,
                 connection.source,
@@ -120,9 +123,13 @@ class World:
                 SyncOptions(**options),
                 limiters=LimiterPool(),
             )
-            return await engine.run()
         finally:
             await connection.close()
+
+    async def sync(self, **options: Any) -> RunSummary:
+        """One run of the connection."""
+        async with self.engine(**options) as engine:
+            return await engine.run()
 
     # --- What the sink holds -----------------------------------------------------------------
 

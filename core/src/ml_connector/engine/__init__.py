@@ -8,8 +8,16 @@ from ml_connector.engine._context import RunObserver, SyncOptions
 from ml_connector.engine._engine import RunSummary, SyncEngine
 from ml_connector.engine._limits import LimiterPool, RequestLimiter
 from ml_connector.engine._retry import RetryPolicy
+from ml_connector.engine._webhooks import (
+    PAYMENT_EVENTS,
+    DeliveryOutcome,
+    WebhookReceiver,
+    ensure_subscription,
+)
 
 __all__ = [
+    "PAYMENT_EVENTS",
+    "DeliveryOutcome",
     "LimiterPool",
     "RequestLimiter",
     "RetryPolicy",
@@ -17,4 +25,6 @@ __all__ = [
     "RunSummary",
     "SyncEngine",
     "SyncOptions",
+    "WebhookReceiver",
+    "ensure_subscription",
 ]

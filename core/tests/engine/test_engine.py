@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from ml_connector import hookimpl
 from ml_connector.models import BillDraft, PaymentStatus
-from ml_connector.store import ExceptionItemRow, RunStatus
+from ml_connector.store import ConnectionBusyError, ExceptionItemRow, RunStatus
 from ml_connector.testing import ErpStatus, FaultKind, SeedSpec
 
 SINK_WRITES = ("upsert_vendor", "create_bill", "create_bills", "create_account")
@@ -213,3 +213,16 @@ async def test_session_expiry_mid_run_costs_one_login(tmp_path: Path, spec: Seed
     world.assert_exactly_once(data)
     assert world.sink.faults.calls["authenticate"] == 2  # the first login and one re-login
     assert world.erp.faults.calls["authenticate"] == 2
+
+
+async def test_one_run_per_connection_at_a_time(tmp_path: Path, spec: SeedSpec) -> None:
+    world, data = World.create(tmp_path, spec)
+    connection_id = world.store.get_connection("acme").id
+    assert connection_id is not None
+    busy = pytest.raises(ConnectionBusyError, match="being synced by another process")
+    with world.store.connection_lock(connection_id, "acme"), busy:  # as another process would
+        await world.sync()
+    assert world.sink.bills == {}
+    summary = await world.sync()  # released: the next run goes ahead
+    assert summary.status is RunStatus.SUCCEEDED
+    world.assert_exactly_once(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,8 +97,25 @@ class SyncEngine:
         if observer is not None:
             self.run_context.observer = observer
 
+    def exclusive(self) -> AbstractContextManager[None]:
+        """The connection's run lock: one run (or replay, or webhook batch) at a time.
+
+        Raises:
+            ConnectionBusyError: Another process holds it.
+        """
+        name = self.run_context.source.ctx.connection
+        return self.ledger.store.connection_lock(self.ledger.connection_id, name)
+
     async def run(self) -> RunSummary:
-        """One full run; the cursors move only for the streams that were read completely."""
+        """One full run; the cursors move only for the streams that were read completely.
+
+        Raises:
+            ConnectionBusyError: Another process is running this connection (nothing was done).
+        """
+        with self.exclusive():
+            return await self._run()
+
+    async def _run(self) -> RunSummary:
         run = self.run_context
         started = run.options.now()
         run_id = self.ledger.start_run()
@@ -221,6 +239,10 @@ class SyncEngine:
 
     async def replay_payable(self, source_id: str) -> dict[str, Any]:
         """Re-drive one payable now, whatever the cursor says."""
+        with self.exclusive():
+            return await self._replay_payable(source_id)
+
+    async def _replay_payable(self, source_id: str) -> dict[str, Any]:
         run = self.run_context
         coder = await self.sync_accounts()
         payable = await run.source_read(lambda: run.source.get_payable(source_id))

@@ -17,7 +17,7 @@ from sqlmodel import select
 from ml_connector.engine._context import RunContext
 from ml_connector.engine._payments import PaymentSync
 from ml_connector.errors import WebhookVerificationError
-from ml_connector.models import WebhookSubscription
+from ml_connector.models import WebhookBatch, WebhookSubscription
 from ml_connector.store import RunStatus, WebhookEventRow, WebhookSubscriptionRow
 from ml_connector.store._types import utcnow
 
@@ -165,6 +165,11 @@ class WebhookReceiver:
         """
         run: RunContext = self._engine.run_context
         batch = await run.sink.parse_webhook(headers, body, self._key())
+        with self._engine.exclusive():
+            return await self._act(batch)
+
+    async def _act(self, batch: WebhookBatch) -> DeliveryOutcome:
+        run: RunContext = self._engine.run_context
         outcome = DeliveryOutcome()
         payments = PaymentSync(run)
         ledger = self._engine.ledger

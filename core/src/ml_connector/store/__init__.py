@@ -17,6 +17,7 @@ from ml_connector.store._database import (
     default_database,
     open_store,
 )
+from ml_connector.store._locks import ConnectionBusyError
 from ml_connector.store._queries import (
     count_exceptions,
     count_links,
@@ -66,6 +67,7 @@ __all__ = [
     "SECRET_COLUMNS",
     "AccountMappingRow",
     "AuditEventRow",
+    "ConnectionBusyError",
     "ConnectionRow",
     "CursorRow",
     "ExceptionItemRow",

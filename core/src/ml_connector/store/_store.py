@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlmodel import Session
 
-from ml_connector.store import _connections, _secrets
+from ml_connector.store import _connections, _locks, _secrets
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -71,6 +72,16 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.dispose()
+
+    def connection_lock(
+        self, connection_id: int, name: str
+    ) -> contextlib.AbstractContextManager[None]:
+        """Hold the run lock of one connection (see :mod:`ml_connector.store._locks`).
+
+        Raises:
+            ConnectionBusyError: Another process is running that connection.
+        """
+        return _locks.connection_lock(self._engine, connection_id, name)
 
     def dispose(self) -> None:
         """Close every pooled connection. The store can still be used; it reconnects."""

@@ -48,6 +48,7 @@ def _register_commands() -> None:
         _mapping,
         _plugins,
         _runs,
+        _serve,
         _state,
         _sync,
     )
@@ -63,6 +64,7 @@ def _register_commands() -> None:
         _state,
         _mapping,
         _emulate,
+        _serve,
     ):
         module.register(main)
 

@@ -163,8 +163,22 @@ class WebhookReceiver:
         Raises:
             WebhookVerificationError: The signature does not match; nothing was read or stored.
         """
-        run: RunContext = self._engine.run_context
-        batch = await run.sink.parse_webhook(headers, body, self._key())
+        return await self.act(await self.verify(headers, body))
+
+    async def verify(self, headers: Mapping[str, str], body: bytes) -> WebhookBatch:
+        """Check the signature against the stored key and parse the events.
+
+        Raises:
+            WebhookVerificationError: The signature does not match, or no key is stored.
+        """
+        return await self._engine.run_context.sink.parse_webhook(headers, body, self._key())
+
+    async def act(self, batch: WebhookBatch) -> DeliveryOutcome:
+        """Record the payments a verified batch announces, each event once.
+
+        Raises:
+            ConnectionBusyError: Another process is running this connection.
+        """
         with self._engine.exclusive():
             return await self._act(batch)
 

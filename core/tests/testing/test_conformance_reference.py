@@ -1,4 +1,4 @@
-"""The conformance suite run against the reference ERP: the suite itself is exercised here."""
+"""The conformance suites run against the reference plugins: the suites themselves are tested."""
 
 from __future__ import annotations
 
@@ -11,16 +11,26 @@ from ml_connector.context import ConnectionContext
 from ml_connector.description import Role
 from ml_connector.testing import (
     FakeErp,
+    FakeSink,
     FaultKind,
     ReferenceErpCredentials,
     ReferenceErpSettings,
+    ReferenceSinkCredentials,
+    ReferenceSinkSettings,
     SeedSpec,
     generate_data,
     reference_erp,
+    reference_sink,
     reset_fakes,
     seed_erp,
 )
-from ml_connector.testing.conformance import SourceHarness, SourcePluginSuite
+from ml_connector.testing._webhooks import payment_json
+from ml_connector.testing.conformance import (
+    SinkHarness,
+    SinkPluginSuite,
+    SourceHarness,
+    SourcePluginSuite,
+)
 
 INSTANCE = "conformance"
 
@@ -41,7 +51,9 @@ class ReferenceErpHarness(SourceHarness):
             system="reference_erp",
             role=Role.SOURCE,
             settings=ReferenceErpSettings(instance=INSTANCE, page_size=self.page_size),
-            credentials=ReferenceErpCredentials(username="ap", password=SecretStr("pw")),
+            credentials=ReferenceErpCredentials(
+                username="ap", password=SecretStr("conformance-password")
+            ),
         )
 
     def seed(self, count: int) -> set[str]:
@@ -81,5 +93,76 @@ class TestReferenceErpConformance(SourcePluginSuite):
     @pytest.fixture
     def harness(self) -> SourceHarness:
         harness = ReferenceErpHarness()
+        yield harness
+        reset_fakes()
+
+
+ORG = "00801CONFORMANCE"
+
+
+class ReferenceSinkHarness(SinkHarness):
+    plugin = reference_sink.PLUGIN
+    info = reference_sink.PLUGIN_INFO
+
+    def __init__(self) -> None:
+        reset_fakes()
+        self.sink = FakeSink.in_memory(ORG)
+        self._account = self.sink.add_account("Office Supplies", "6100").id
+
+    def context(self) -> ConnectionContext:
+        return ConnectionContext(
+            connection="conformance",
+            system="reference_sink",
+            role=Role.SINK,
+            settings=ReferenceSinkSettings(organization_id=ORG),
+            credentials=ReferenceSinkCredentials(
+                username="ap@conformance",
+                password=SecretStr("conformance-password"),
+                dev_key=SecretStr("conformance-dev-key"),
+            ),
+        )
+
+    def account_id(self) -> str:
+        return self._account
+
+    def pay(self, bill_sink_id: str) -> str:
+        return self.sink.pay_bill(bill_sink_id).id
+
+    def bill_count(self, vendor_sink_id: str, invoice_number: str) -> int:
+        return len(self.sink.bills_for(vendor_sink_id, invoice_number))
+
+    def expire_sessions(self) -> None:
+        self.sink.expire_sessions()
+
+    def fail_next(self, kind: str) -> bool:
+        hook = "list_changed_payments"
+        if kind == "unauthorized":
+            self.sink.users["ap@conformance"] = "a-new-password"
+            self.sink.expire_sessions()
+        elif kind == "throttled":
+            self.sink.faults.fail(hook, FaultKind.THROTTLED, retry_after=1.0)
+        elif kind == "server_error":
+            self.sink.faults.fail(hook, FaultKind.TRANSIENT)
+        else:
+            return False
+        return True
+
+    def webhook_delivery(
+        self, subscription_id: str, payment_id: str
+    ) -> tuple[dict[str, str], bytes]:
+        payment = self.sink.payments[payment_id]
+        delivery = self.sink.webhook_delivery(
+            subscription_id, "payment.updated", payment_json(payment, self.sink.vendors)
+        )
+        return dict(delivery.headers), delivery.body
+
+    def now(self) -> datetime:
+        return self.sink.clock()
+
+
+class TestReferenceSinkConformance(SinkPluginSuite):
+    @pytest.fixture
+    def harness(self) -> SinkHarness:
+        harness = ReferenceSinkHarness()
         yield harness
         reset_fakes()

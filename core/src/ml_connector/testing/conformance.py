@@ -37,29 +37,50 @@ from pydantic import BaseModel, SecretStr
 
 from ml_connector import hookspecs
 from ml_connector.contract import CONTRACT_VERSION, contract_compatibility
-from ml_connector.description import PluginDescription, PluginInfo, Role
+from ml_connector.description import Capability, PluginDescription, PluginInfo, Role
 from ml_connector.errors import (
     AuthenticationError,
+    InvalidRecordError,
     ThrottledError,
     TransientError,
     UpstreamError,
+    WebhookVerificationError,
 )
 from ml_connector.models import (
     AccountCatalog,
+    Address,
     AuthResult,
+    BillDraft,
+    BillDraftLine,
+    BillResult,
     ChangeWindow,
     ConnectionCheck,
     Payable,
+    PayableLine,
     PayablePage,
+    Payment,
+    PaymentPage,
     PaymentPosting,
+    PaymentStatus,
     RecordedPayment,
+    Vendor,
+    VendorResult,
+    WebhookBatch,
+    WebhookSubscription,
 )
 from ml_connector.settings import describe_fields
 
 if TYPE_CHECKING:
     from ml_connector.context import ConnectionContext
 
-__all__ = ["FaultKind", "PluginHarness", "SourceHarness", "SourcePluginSuite"]
+__all__ = [
+    "FaultKind",
+    "PluginHarness",
+    "SinkHarness",
+    "SinkPluginSuite",
+    "SourceHarness",
+    "SourcePluginSuite",
+]
 
 FaultKind = Literal["unauthorized", "throttled", "server_error", "malformed"]
 """What :meth:`PluginHarness.fail_next` makes the system answer next."""
@@ -185,7 +206,8 @@ class _SuiteBase:
         for spec in secret:
             value = getattr(ctx.credentials, spec.name)
             assert value is None or isinstance(value, SecretStr)
-            if isinstance(value, SecretStr):
+            # short test secrets ("pw") can appear in any text; judge the realistic ones
+            if isinstance(value, SecretStr) and len(value.get_secret_value()) >= 8:
                 assert value.get_secret_value() not in repr(ctx.credentials)
 
     async def test_ping(self, call: _Caller) -> None:
@@ -336,3 +358,198 @@ class SourcePluginSuite(_SuiteBase):
             pytest.skip(f"this harness cannot make its system answer {kind!r}")
         with pytest.raises(EXPECTED_ERRORS[kind]):
             await call("list_changed_payables", window=self._window(harness), page_token=None)
+
+
+class SinkHarness(PluginHarness):
+    """Controls a sink plugin's system (a BILL emulator)."""
+
+    @abc.abstractmethod
+    def account_id(self) -> str:
+        """A chart-of-accounts id in the system that bill lines can be coded to."""
+
+    @abc.abstractmethod
+    def pay(self, bill_sink_id: str) -> str:
+        """Pay the bill in full, as a clerk would; return the payment's id."""
+
+    @abc.abstractmethod
+    def bill_count(self, vendor_sink_id: str, invoice_number: str) -> int:
+        """How many bills the system holds for that vendor and invoice number."""
+
+    def webhook_delivery(
+        self, subscription_id: str, payment_id: str
+    ) -> tuple[dict[str, str], bytes]:
+        """A signed delivery announcing the payment (headers, body), for sinks with webhooks."""
+        raise NotImplementedError
+
+
+def _vendor(tag: str) -> Vendor:
+    return Vendor(
+        source_id=f"V-{tag}",
+        name=f"Conformance Supplies {tag}",
+        email="ap@conformance.example",
+        address=Address(line1="1 Main St", city="Seattle", state="WA", postal_code="98101"),
+    )
+
+
+def _payable(vendor: Vendor, invoice: str, amount: str, when: datetime) -> Payable:
+    return Payable(
+        source_id=f"P-{invoice}",
+        document_number=f"P-{invoice}",
+        invoice_number=invoice,
+        vendor=vendor,
+        invoice_date=when.date(),
+        due_date=(when + timedelta(days=30)).date(),
+        total=Decimal(amount),
+        lines=(PayableLine(line_id="1", amount=Decimal(amount), account_id="6100"),),
+        modified_at=when,
+    )
+
+
+class SinkPluginSuite(_SuiteBase):
+    """The contract of a sink (BILL) plugin. Subclass it and provide a ``harness`` fixture."""
+
+    role = Role.SINK
+
+    async def _vendor_id(self, call: _Caller, tag: str) -> str:
+        result = await call("upsert_vendor", vendor=_vendor(tag), existing_sink_id=None)
+        assert isinstance(result, VendorResult)
+        return result.sink_id
+
+    def _draft(
+        self, harness: SinkHarness, vendor_id: str, invoice: str, amount: str = "125.50"
+    ) -> BillDraft:
+        payable = _payable(_vendor("X"), invoice, amount, harness.now())
+        line = BillDraftLine(
+            amount=Decimal(amount), sink_account_id=harness.account_id(), source_line_id="1"
+        )
+        return BillDraft(payable=payable, vendor_sink_id=vendor_id, lines=(line,))
+
+    def test_limits_are_declared(self, harness: SinkHarness) -> None:
+        """A sink says how many requests it allows in flight, and per what."""
+        description = _plugin_manager(harness.plugin).hook.describe_plugin()
+        assert description.limits.max_in_flight is not None
+        if description.limits.scope_setting is not None:
+            assert description.limits.scope_setting in description.settings_model.model_fields
+
+    async def test_vendor_create_find_update(self, call: _Caller) -> None:
+        """A vendor is created once, found by lookup, and updated in place."""
+        vendor = _vendor("A")
+        created = await call("upsert_vendor", vendor=vendor, existing_sink_id=None)
+        assert created.created
+        found = await call("find_vendor", vendor=vendor)
+        assert found is not None
+        assert found.sink_id == created.sink_id
+        renamed = vendor.model_copy(update={"email": "remit@conformance.example"})
+        updated = await call("upsert_vendor", vendor=renamed, existing_sink_id=created.sink_id)
+        assert (updated.sink_id, updated.created) == (created.sink_id, False)
+        assert await call("find_vendor", vendor=_vendor("NOBODY")) is None
+
+    async def test_bill_create_find_update_and_paid(
+        self, harness: SinkHarness, call: _Caller
+    ) -> None:
+        """A bill is created once, found by vendor + invoice, updated while unpaid, then kept."""
+        vendor_id = await self._vendor_id(call, "B")
+        draft = self._draft(harness, vendor_id, "CONF-1")
+        created = await call("create_bill", draft=draft)
+        assert isinstance(created, BillResult)
+        assert created.created
+        found = await call("find_bill", vendor_sink_id=vendor_id, invoice_number="CONF-1")
+        assert found is not None
+        assert found.sink_id == created.sink_id
+        changed = self._draft(harness, vendor_id, "CONF-1", "130.00").model_copy(
+            update={"existing_sink_id": created.sink_id}
+        )
+        updated = await call("create_bill", draft=changed)
+        assert (updated.sink_id, updated.created, updated.paid) == (created.sink_id, False, False)
+        harness.pay(created.sink_id)
+        locked = await call("create_bill", draft=changed)
+        assert locked.paid
+        assert harness.bill_count(vendor_id, "CONF-1") == 1
+        assert await call("find_bill", vendor_sink_id=vendor_id, invoice_number="NOPE") is None
+
+    async def test_bulk_is_all_or_nothing(self, harness: SinkHarness, call: _Caller) -> None:
+        """Bulk creates return results in order; a refused batch creates nothing."""
+        description = _plugin_manager(harness.plugin).hook.describe_plugin()
+        if Capability.BULK_CREATE_BILLS not in description.capabilities:
+            pytest.skip("the plugin does not declare bulk_create_bills")
+        vendor_id = await self._vendor_id(call, "C")
+        drafts = [self._draft(harness, vendor_id, f"CONF-B{i}") for i in range(3)]
+        results = await call("create_bills", drafts=drafts)
+        assert len(results) == 3
+        assert all(r.created for r in results)
+        for i, result in enumerate(results):
+            found = await call("find_bill", vendor_sink_id=vendor_id, invoice_number=f"CONF-B{i}")
+            assert found is not None
+            assert found.sink_id == result.sink_id
+        refused = [
+            self._draft(harness, vendor_id, "CONF-R1"),
+            self._draft(harness, "009NOSUCHVENDOR0", "CONF-R2"),
+        ]
+        with pytest.raises((InvalidRecordError, UpstreamError)):
+            await call("create_bills", drafts=refused)
+        assert harness.bill_count(vendor_id, "CONF-R1") == 0
+
+    async def test_payments_are_listed_with_their_bills(
+        self, harness: SinkHarness, call: _Caller
+    ) -> None:
+        """A payment made in the sink is listed, in a window, applied to its bill."""
+        vendor_id = await self._vendor_id(call, "D")
+        bill = await call("create_bill", draft=self._draft(harness, vendor_id, "CONF-P1"))
+        payment_id = harness.pay(bill.sink_id)
+        window = ChangeWindow(since=None, until=harness.now() + timedelta(seconds=1))
+        found: list[Payment] = []
+        token: str | None = None
+        while True:
+            page = await call("list_changed_payments", window=window, page_token=token)
+            assert isinstance(page, PaymentPage)
+            found += page.items
+            token = page.next_page_token
+            if token is None:
+                break
+        (payment,) = [p for p in found if p.sink_id == payment_id]
+        assert payment.status is PaymentStatus.PAID
+        assert [a.bill_sink_id for a in payment.applications] == [bill.sink_id]
+        assert await call("get_payment", sink_id=payment_id) == payment
+
+    async def test_reauthenticates_after_expiry(self, harness: SinkHarness, call: _Caller) -> None:
+        """After the system expires every session, the client signs in again by itself."""
+        harness.expire_sessions()
+        assert await call("find_vendor", vendor=_vendor("NOBODY")) is None
+
+    @pytest.mark.parametrize("kind", list(EXPECTED_ERRORS))
+    async def test_errors_map_onto_the_core_tree(
+        self, harness: SinkHarness, call: _Caller, kind: FaultKind
+    ) -> None:
+        """Refused credentials, throttling, 5xx and garbage map onto the core errors."""
+        if not harness.fail_next(kind):
+            pytest.skip(f"this harness cannot make its system answer {kind!r}")
+        window = ChangeWindow(since=None, until=harness.now())
+        with pytest.raises(EXPECTED_ERRORS[kind]):
+            await call("list_changed_payments", window=window, page_token=None)
+
+    async def test_webhooks_are_verified(self, harness: SinkHarness, call: _Caller) -> None:
+        """The signing key comes once; a signed delivery parses; a tampered one is refused."""
+        description = _plugin_manager(harness.plugin).hook.describe_plugin()
+        if Capability.WEBHOOKS not in description.capabilities:
+            pytest.skip("the plugin does not declare webhooks")
+        url, events = "https://connector.example/webhooks/x", ["payment.updated"]
+        sub = await call("ensure_webhook_subscription", notification_url=url, events=events,
+                         existing=None)  # fmt: skip
+        assert isinstance(sub, WebhookSubscription)
+        assert sub.security_key is not None
+        again = await call("ensure_webhook_subscription", notification_url=url, events=events,
+                           existing=sub.model_copy(update={"security_key": None}))  # fmt: skip
+        assert (again.sink_id, again.security_key) == (sub.sink_id, None)
+        vendor_id = await self._vendor_id(call, "W")
+        bill = await call("create_bill", draft=self._draft(harness, vendor_id, "CONF-W1"))
+        payment_id = harness.pay(bill.sink_id)
+        headers, body = harness.webhook_delivery(sub.sink_id, payment_id)
+        batch = await call(
+            "parse_webhook", headers=headers, body=body, security_key=sub.security_key
+        )
+        assert isinstance(batch, WebhookBatch)
+        assert [e.entity_id for e in batch.events] == [payment_id]
+        with pytest.raises(WebhookVerificationError):
+            await call(
+                "parse_webhook", headers=headers, body=body + b" ", security_key=sub.security_key
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -155,6 +156,27 @@ async def test_random_faults_are_seeded() -> None:
     assert pattern(1) == pattern(1)
     assert pattern(1) != pattern(2)
     assert 5 < sum(pattern(1)) < 35
+
+
+def test_a_hung_response_is_held_until_released() -> None:
+    emulator = Counter()
+    emulator.faults.add(FaultAction(504, after_apply=True, hang=True), method="POST")
+    running = serve_in_thread(emulator)
+    try:
+        with httpx.Client(base_url=running.base_url) as client:
+            answers: list[int] = []
+            thread = threading.Thread(
+                target=lambda: answers.append(client.post("/items", json={"name": "x"}).status_code)
+            )
+            thread.start()
+            assert emulator.faults.hanging.wait(timeout=10)
+            assert emulator.items == ["x"]  # applied, not answered
+            assert answers == []
+            emulator.faults.release()
+            thread.join(timeout=10)
+            assert answers == [504]
+    finally:
+        running.stop()
 
 
 def test_serving_on_loopback() -> None:

@@ -129,6 +129,8 @@ class Emulator(abc.ABC):
         if action is not None:
             if action.after_apply:
                 await self._app(scope, receive, discarding_send)
+                if action.hang:
+                    await self.faults.hold()
             response = self.error_response(
                 action.status, action.kind, "injected fault", action.retry_after
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import threading
 from dataclasses import dataclass
 
 __all__ = ["FaultAction", "HttpFaults"]
@@ -19,12 +21,16 @@ class FaultAction:
         kind: A label the emulator turns into its system's error body (``"server"``,
             ``"throttled"``, ``"session"``).
         retry_after: Seconds for a Retry-After header, if any.
+        hang: With ``after_apply``: after the write, hold the response until
+            :meth:`HttpFaults.release` (a test kills the client meanwhile: the write happened, the
+            client never heard of it).
     """
 
     status: int
     after_apply: bool = False
     kind: str = "server"
     retry_after: float | None = None
+    hang: bool = False
 
 
 @dataclass
@@ -50,6 +56,9 @@ class HttpFaults:
         self._random_rate = 0.0
         self._random_action = FaultAction(503)
         self.injected = 0
+        #: Set while a ``hang`` fault holds a response (thread-safe: tests wait on it).
+        self.hanging = threading.Event()
+        self._released = threading.Event()
 
     def add(
         self,
@@ -72,6 +81,16 @@ class HttpFaults:
         """Remove every rule."""
         self._rules.clear()
         self._random_rate = 0.0
+
+    async def hold(self) -> None:
+        """Hold a response until :meth:`release` (called by the emulator for ``hang``)."""
+        self.hanging.set()
+        # released from the test's thread, so a thread event, waited for off the event loop
+        await asyncio.to_thread(self._released.wait)
+
+    def release(self) -> None:
+        """Let held responses go (they answer with the fault's status)."""
+        self._released.set()
 
     def match(self, method: str, path: str) -> FaultAction | None:
         """The fault for this request, if any (consumes it)."""

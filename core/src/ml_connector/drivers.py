@@ -194,7 +194,9 @@ class Driver:
         Returns:
             Every mapping found.
         """
-        result = await self._answer("map_accounts", source=source, sink=sink, manual=manual)
+        result = await self._answer(
+            "map_accounts", ctx=self._ctx, source=source, sink=sink, manual=manual
+        )
         return self._expect_list("map_accounts", result, AccountMapping)
 
     async def close(self) -> None:

@@ -145,6 +145,7 @@ async def list_accounts(ctx: ConnectionContext) -> AccountCatalog:  # type: igno
 
 @hookspec(firstresult=True)
 async def map_accounts(  # type: ignore[empty-body]
+    ctx: ConnectionContext,
     source: AccountCatalog,
     sink: AccountCatalog,
     manual: Sequence[AccountMapping],
@@ -156,6 +157,8 @@ async def map_accounts(  # type: ignore[empty-body]
     extension overrides it with ``tryfirst=True`` (for example a customer's own rules).
 
     Args:
+        ctx: The side whose plugin manager answers (the source's), for per-connection mapping
+            settings; no sign-in is needed or done.
         source: The source side's catalog.
         sink: The sink side's catalog.
         manual: Mappings an operator set; they always win.

@@ -39,8 +39,8 @@ def install_mixed(dists: FakeDists) -> set[str]:
     dists.write("acme", role="source", version="2.3.0")
     dists.write("paybox", role="sink", distribution="paybox-connector")
     dists.write("crashy", plugin_source="import mlc_no_such_module_anywhere\n")
-    dists.write("acumatica", contract=">=2,<3", plugin_source=RAISES_ON_IMPORT)
-    return {"acme", "paybox", "crashy", "acumatica"}
+    dists.write("legacyerp", contract=">=2,<3", plugin_source=RAISES_ON_IMPORT)
+    return {"acme", "paybox", "crashy", "legacyerp"}
 
 
 def check_mixed(rows: list[dict], names: set[str]) -> None:
@@ -52,13 +52,13 @@ def check_mixed(rows: list[dict], names: set[str]) -> None:
         "acme": "ok",
         "paybox": "ok",
         "crashy": "broken",
-        "acumatica": "incompatible",
+        "legacyerp": "incompatible",
     }
     assert mine["acme"]["error"] is None
     assert (mine["acme"]["distribution"], mine["acme"]["version"]) == ("ml-connector-acme", "2.3.0")
     assert mine["paybox"]["role"] == "sink"
     assert "ModuleNotFoundError" in mine["crashy"]["error"]
-    assert "install a release of ml-connector-acumatica" in mine["acumatica"]["error"]
+    assert "install a release of ml-connector-legacyerp" in mine["legacyerp"]["error"]
 
 
 def test_no_plugins(monkeypatch, tmp_path) -> None:

@@ -226,3 +226,15 @@ async def test_one_run_per_connection_at_a_time(tmp_path: Path, spec: SeedSpec) 
     summary = await world.sync()  # released: the next run goes ahead
     assert summary.status is RunStatus.SUCCEEDED
     world.assert_exactly_once(data)
+
+
+async def test_a_resave_without_changes_costs_no_write(tmp_path: Path, spec: SeedSpec) -> None:
+    world, data = World.create(tmp_path, spec)
+    await world.sync()
+    world.sink.faults.reset_counters()
+    resaved = data.ready_ids[3]
+    world.erp.update_payable(resaved)  # only its change time moves, as an ERP re-save does
+    summary = await world.sync()
+    assert summary.counts["payables_read"] >= 1
+    assert summary.counts.get("bills_updated", 0) == 0
+    assert world.sink.faults.total_calls(SINK_WRITES) == 0

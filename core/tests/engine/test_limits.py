@@ -54,3 +54,18 @@ def test_the_pool_shares_one_limiter_per_system_and_scope() -> None:
     assert pool.get("bill", "org1", limits) is pool.get("bill", "org1", limits)
     assert pool.get("bill", "org1", limits) is not pool.get("bill", "org2", limits)
     assert pool.get("bill", "org1", limits) is not pool.get("acumatica", "org1", limits)
+
+
+def test_each_event_loop_shares_its_own_limiters() -> None:
+    # asyncio primitives belong to the loop that first waits on them: a process that runs
+    # several loops one after another (the demo, the CLI) must not reuse them across loops
+    from ml_connector.engine._engine import _shared_pool
+
+    async def pool() -> LimiterPool:
+        return _shared_pool()
+
+    async def shared_within_one_loop() -> bool:
+        return _shared_pool() is _shared_pool()
+
+    assert asyncio.run(pool()) is not asyncio.run(pool())
+    assert asyncio.run(shared_within_one_loop())

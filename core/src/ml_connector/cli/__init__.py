@@ -42,10 +42,12 @@ def _register_commands() -> None:
     from ml_connector.cli import (
         _audit,
         _connections,
+        _demo,
         _emulate,
         _exceptions,
         _keys,
         _mapping,
+        _plugin_new,
         _plugins,
         _runs,
         _serve,
@@ -55,6 +57,7 @@ def _register_commands() -> None:
 
     for module in (
         _plugins,
+        _plugin_new,
         _connections,
         _keys,
         _sync,
@@ -65,6 +68,7 @@ def _register_commands() -> None:
         _mapping,
         _emulate,
         _serve,
+        _demo,
     ):
         module.register(main)
 

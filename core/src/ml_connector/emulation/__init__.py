@@ -5,6 +5,7 @@ paging tokens, an :class:`Emulator` base (an ASGI app) and serving on loopback. 
 ``emulator.py`` uses it, so every emulator is built the same way and stays small.
 """
 
+from ml_connector.emulation._demo import BillKey, DemoSink, DemoSource
 from ml_connector.emulation._discovery import EMULATORS_GROUP, available_emulators, load_emulator
 from ml_connector.emulation._emulator import Emulator, EmulatorOptions
 from ml_connector.emulation._faults import FaultAction, HttpFaults
@@ -16,7 +17,10 @@ from ml_connector.emulation._sessions import Session, SessionStore
 
 __all__ = [
     "EMULATORS_GROUP",
+    "BillKey",
     "ConcurrencyGate",
+    "DemoSink",
+    "DemoSource",
     "Emulator",
     "EmulatorOptions",
     "FaultAction",

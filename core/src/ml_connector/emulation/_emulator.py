@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Emulator", "EmulatorOptions"]
 
-_ID_SEGMENT = re.compile(r"/[^/]*\d[^/]*")
+# A path segment with a digit is an id ("/bills/00n123" -> "/bills/{id}"), except API versions.
+_ID_SEGMENT = re.compile(r"/(?!v\d+(?:/|$))[^/]*\d[^/]*")
 
 
 def _utcnow() -> datetime:

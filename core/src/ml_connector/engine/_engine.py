@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,8 +31,22 @@ __all__ = ["RunSummary", "SyncEngine"]
 
 _ACCOUNT = ObjectType.ACCOUNT.value
 
-#: The limiters of this process, shared by every connection that talks to the same scope.
-_LIMITERS = LimiterPool()
+#: The limiters of each event loop, shared by every connection that talks to the same scope.
+#: Per loop, because asyncio primitives belong to the loop that first uses them.
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LimiterPool] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _shared_pool() -> LimiterPool:
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return LimiterPool()
+    pool = _POOLS.get(loop)
+    if pool is None:
+        pool = _POOLS[loop] = LimiterPool()
+    return pool
 
 
 @dataclass
@@ -70,7 +86,7 @@ class SyncEngine:
         sink: The sink side.
         options: How the run behaves.
         observer: Receives progress.
-        limiters: Where limiters are shared (the process-wide pool by default).
+        limiters: Where limiters are shared (by default, among the engines of this event loop).
     """
 
     def __init__(
@@ -83,7 +99,7 @@ class SyncEngine:
         observer: RunObserver | None = None,
         limiters: LimiterPool | None = None,
     ) -> None:
-        pool = limiters or _LIMITERS
+        pool = limiters or _shared_pool()
         versions = {d.system: d.plugin_version for d in (source, sink)}
         self.ledger = Ledger(store, connection_id, plugin_versions=versions)
         self.run_context = RunContext(

@@ -27,6 +27,20 @@ _BILL = ObjectType.BILL.value
 _PAYABLE = "payable"
 STREAM = "payables"
 
+# An ERP that re-saves a bill without changing it moves its change time (and may restate its
+# status word): neither is content the sink holds, so neither may cost a write.
+_NOT_CONTENT = {"modified_at", "source_status"}
+
+
+def content_digest(payable: Payable) -> str:
+    """The digest of what a payable says, not of when the ERP last touched it."""
+    return fingerprint(payable, exclude=_NOT_CONTENT)
+
+
+def draft_version(draft: BillDraft) -> str:
+    """The content version of a draft: what the sink would hold."""
+    return fingerprint(draft, exclude={"payable": _NOT_CONTENT, "existing_sink_id": True})
+
 
 @dataclass(frozen=True)
 class _Create:
@@ -132,7 +146,7 @@ class PayableSync:
     async def _prepare(self, payable: Payable) -> _Create | None:
         """Decide what the payable needs; do updates and reconciliations right away."""
         run, ledger = self._run, self._run.ledger
-        digest = fingerprint(payable)
+        digest = content_digest(payable)
         ledger.audit(AuditRecord(_BILL, "fetched", "ok", payable.source_id, payload_digest=digest))
         if ledger.ignored_digest(_BILL, payable.source_id) == digest:
             ledger.audit(AuditRecord(_BILL, "skipped_ignored", "ok", payable.source_id))
@@ -141,7 +155,7 @@ class PayableSync:
         lines = self._coder.code(payable)
         vendor_id = await self._vendors.ensure(payable.vendor)
         draft = BillDraft(payable=payable, vendor_sink_id=vendor_id, lines=lines)
-        version = fingerprint(draft)
+        version = draft_version(draft)
         link = ledger.link(_BILL, payable.source_id)
         if link is None and ledger.open_intent(_BILL, payable.source_id) is not None:
             invoice = payable.invoice_number
@@ -257,6 +271,6 @@ class PayableSync:
         if isinstance(exc, InvalidRecordError) and exc.record_type != _PAYABLE:
             reason = f"{exc.record_type} {exc.record_id}: {reason}"
         self._run.ledger.add_exception(
-            _BILL, payable.source_id, field, reason, fingerprint(payable)
+            _BILL, payable.source_id, field, reason, content_digest(payable)
         )
         self._run.count("bills_failed")

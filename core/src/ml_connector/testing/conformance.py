@@ -549,7 +549,9 @@ class SinkPluginSuite(_SuiteBase):
         )
         assert isinstance(batch, WebhookBatch)
         assert [e.entity_id for e in batch.events] == [payment_id]
+        # tamper with a value, not with white space: a sink may also accept a signature over the
+        # minified body (BILL does, bill.md §6), which white space does not change
+        forged = body.replace(payment_id.encode(), payment_id[:-1].encode() + b"Z", 1)
+        assert forged != body
         with pytest.raises(WebhookVerificationError):
-            await call(
-                "parse_webhook", headers=headers, body=body + b" ", security_key=sub.security_key
-            )
+            await call("parse_webhook", headers=headers, body=forged, security_key=sub.security_key)

@@ -20,7 +20,6 @@ _LINES = (
     ("accounts mapped", "accounts_mapped"),
     ("vendors created in BILL", "vendors_created"),
     ("bills created in BILL", "bills_created"),
-    ("bills unchanged on the second run (no write)", "bills_skipped_unchanged"),
     ("exceptions queued", "exceptions"),
     ("bills paid in BILL", "bills_paid_in_bill"),
     ("payments recorded back in the ERP", "payments_recorded"),

@@ -7,8 +7,8 @@ for the crash test, whose child process must reach them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from sqlmodel import select
 
-from ml_connector.connections import SideInput, create_connection, open_connection
+from ml_connector.connections import SideInput, create_connection
 from ml_connector.emulation import (
     DemoSink,
     DemoSource,
@@ -25,7 +25,14 @@ from ml_connector.emulation import (
     available_emulators,
     load_emulator,
 )
-from ml_connector.engine import LimiterPool, RetryPolicy, RunSummary, SyncEngine, SyncOptions
+from ml_connector.engine import (
+    LimiterPool,
+    RetryPolicy,
+    RunSummary,
+    SyncEngine,
+    SyncOptions,
+    open_engine,
+)
 from ml_connector.registry import Registry
 from ml_connector.store import ExceptionItemRow, Store, open_store
 from ml_connector.vault import Vault
@@ -78,24 +85,18 @@ class Pair:
         transports = None if urls else {source: erp.transport(), SINK: bill.transport()}
         return cls(source, erp, bill, store, registry, transports)
 
-    @asynccontextmanager
-    async def engine(self, **options: Any) -> AsyncIterator[SyncEngine]:
+    def engine(self, **options: Any) -> AbstractAsyncContextManager[SyncEngine]:
         """The connection's engine with fast retries."""
         options.setdefault("retry", FAST_RETRY)
-        connection = open_connection(
-            self.store, Vault.from_environment(), self.registry, NAME, self.transports
+        return open_engine(
+            self.store,
+            Vault.from_environment(),
+            self.registry,
+            NAME,
+            options=SyncOptions(**options),
+            transports=self.transports,
+            limiters=LimiterPool(),
         )
-        try:
-            yield SyncEngine(
-                self.store,
-                connection.id,
-                connection.source,
-                connection.sink,
-                SyncOptions(**options),
-                limiters=LimiterPool(),
-            )
-        finally:
-            await connection.close()
 
     async def sync(self, **options: Any) -> RunSummary:
         """One run."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
-from ml_connector.connections import SideInput, create_connection, open_connection
+from ml_connector.connections import SideInput, create_connection
 from ml_connector.emulation import (
     DemoSink,
     DemoSource,
@@ -27,7 +27,7 @@ from ml_connector.emulation import (
     load_emulator,
     serve_in_thread,
 )
-from ml_connector.engine import RunSummary, SyncEngine, SyncOptions
+from ml_connector.engine import RunSummary, open_engine
 from ml_connector.errors import ConfigurationError
 from ml_connector.registry import Registry
 from ml_connector.store import ExceptionItemRow, open_store
@@ -79,14 +79,8 @@ def _exceptions(store: Store) -> list[dict[str, Any]]:
 async def _run(
     store: Store, vault: Vault, registry: Registry, observer: RunObserver | None
 ) -> RunSummary:
-    connection = open_connection(store, vault, registry, CONNECTION)
-    try:
-        engine = SyncEngine(
-            store, connection.id, connection.source, connection.sink, SyncOptions(), observer
-        )
+    async with open_engine(store, vault, registry, CONNECTION, observer=observer) as engine:
         return await engine.run()
-    finally:
-        await connection.close()
 
 
 def run_demo(options: DemoOptions, observer: RunObserver | None = None) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ml_connector.connections import open_connection
 from ml_connector.description import Capability
 from ml_connector.engine import (
     PAYMENT_EVENTS,
@@ -29,6 +28,7 @@ from ml_connector.engine import (
     SyncOptions,
     WebhookReceiver,
     ensure_subscription,
+    open_engine,
 )
 from ml_connector.errors import ConfigurationError, ConnectorError, WebhookVerificationError
 from ml_connector.store import count_exceptions, list_runs
@@ -101,23 +101,15 @@ class Service:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
 
-    @contextlib.asynccontextmanager
-    async def _engine(self, name: str) -> AsyncIterator[SyncEngine]:
-        connection = open_connection(
-            self.store, self.vault, self.registry, name, self.options.transports
+    def _engine(self, name: str) -> contextlib.AbstractAsyncContextManager[SyncEngine]:
+        return open_engine(
+            self.store,
+            self.vault,
+            self.registry,
+            name,
+            options=self.options.sync,
+            transports=self.options.transports,
         )
-        try:
-            create = bool(connection.row.options.get("create_missing_accounts", False))
-            options = SyncOptions(
-                lookback=self.options.sync.lookback,
-                workers=self.options.sync.workers,
-                retry=self.options.sync.retry,
-                bulk=self.options.sync.bulk,
-                create_missing_accounts=create,
-            )
-            yield SyncEngine(self.store, connection.id, connection.source, connection.sink, options)
-        finally:
-            await connection.close()
 
     # --- Scheduled runs --------------------------------------------------------------------
 

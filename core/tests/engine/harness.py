@@ -8,15 +8,21 @@ tests) the fakes' SQLite files.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ml_connector.connections import SideInput, create_connection, open_connection
+from ml_connector.connections import SideInput, create_connection
 from ml_connector.description import PluginInfo
-from ml_connector.engine import LimiterPool, RetryPolicy, RunSummary, SyncEngine, SyncOptions
+from ml_connector.engine import (
+    LimiterPool,
+    RetryPolicy,
+    RunSummary,
+    SyncEngine,
+    SyncOptions,
+    open_engine,
+)
 from ml_connector.registry import Registry
 from ml_connector.store import Store, open_store
 from ml_connector.testing import (
@@ -109,22 +115,17 @@ class World:
             self.erp.close()
             self.sink.close()
 
-    @asynccontextmanager
-    async def engine(self, **options: Any) -> AsyncIterator[SyncEngine]:
+    def engine(self, **options: Any) -> AbstractAsyncContextManager[SyncEngine]:
         """The connection's engine, with fast retries and a private limiter pool."""
         options.setdefault("retry", FAST_RETRY)
-        connection = open_connection(self.store, Vault.from_environment(), self.registry, NAME)
-        try:
-            yield SyncEngine(
-                self.store,
-                connection.id,
-                connection.source,
-                connection.sink,
-                SyncOptions(**options),
-                limiters=LimiterPool(),
-            )
-        finally:
-            await connection.close()
+        return open_engine(
+            self.store,
+            Vault.from_environment(),
+            self.registry,
+            NAME,
+            options=SyncOptions(**options),
+            limiters=LimiterPool(),
+        )
 
     async def sync(self, **options: Any) -> RunSummary:
         """One run of the connection."""

@@ -238,3 +238,24 @@ async def test_a_resave_without_changes_costs_no_write(tmp_path: Path, spec: See
     assert summary.counts["payables_read"] >= 1
     assert summary.counts.get("bills_updated", 0) == 0
     assert world.sink.faults.total_calls(SINK_WRITES) == 0
+
+
+async def test_missing_accounts_are_created_when_the_connection_allows(
+    tmp_path: Path, spec: SeedSpec
+) -> None:
+    world, data = World.create(tmp_path, spec)
+    with world.store.session() as session:
+        row = world.store.get_connection("acme")
+        row.options = {"create_missing_accounts": True}
+        session.add(row)
+    summary = await world.sync()
+    assert summary.counts["accounts_created"] >= 1
+    created = [a for a in world.sink.accounts.values() if a.number == data.unmapped_account_id]
+    assert len(created) == 1
+    # the bills that were exceptions for want of that account now exist, once
+    world.assert_exactly_once(data, set(data.ready_ids) | set(data.unmapped_ids))
+    again = await world.sync()
+    assert again.counts.get("accounts_created", 0) == 0
+    assert (
+        len([a for a in world.sink.accounts.values() if a.number == data.unmapped_account_id]) == 1
+    )

@@ -9,8 +9,7 @@ BILL emulator's own cap proves the engine never had a fourth request in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from plugins.bill.tests.support import make_emulator
 from sqlmodel import select
 
-from ml_connector.connections import SideInput, create_connection, open_connection
+from ml_connector.connections import SideInput, create_connection
 from ml_connector.description import PluginInfo
 from ml_connector.emulation import FaultAction
 from ml_connector.engine import (
@@ -31,6 +30,7 @@ from ml_connector.engine import (
     SyncOptions,
     WebhookReceiver,
     ensure_subscription,
+    open_engine,
 )
 from ml_connector.registry import Registry
 from ml_connector.store import ExceptionItemRow, RunStatus, Store, open_store
@@ -115,27 +115,17 @@ class World:
         )
         return world
 
-    @asynccontextmanager
-    async def engine(self, **options: Any) -> AsyncIterator[SyncEngine]:
+    def engine(self, **options: Any) -> AbstractAsyncContextManager[SyncEngine]:
         options.setdefault("retry", FAST_RETRY)
-        connection = open_connection(
+        return open_engine(
             self.store,
             Vault.from_environment(),
             self.registry,
             NAME,
+            options=SyncOptions(**options),
             transports={"bill": self.bill.transport()},
+            limiters=LimiterPool(),
         )
-        try:
-            yield SyncEngine(
-                self.store,
-                connection.id,
-                connection.source,
-                connection.sink,
-                SyncOptions(**options),
-                limiters=LimiterPool(),
-            )
-        finally:
-            await connection.close()
 
     async def sync(self, **options: Any) -> RunSummary:
         async with self.engine(**options) as engine:

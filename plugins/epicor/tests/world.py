@@ -8,8 +8,8 @@ reference sink today; the end-to-end tests swap in the BILL plugin and its emula
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,9 +18,16 @@ from typing import Any, Protocol
 import httpx
 from plugins.epicor.tests.helpers import BASE_URL
 
-from ml_connector.connections import SideInput, create_connection, open_connection
+from ml_connector.connections import SideInput, create_connection
 from ml_connector.description import PluginInfo
-from ml_connector.engine import LimiterPool, RetryPolicy, RunSummary, SyncEngine, SyncOptions
+from ml_connector.engine import (
+    LimiterPool,
+    RetryPolicy,
+    RunSummary,
+    SyncEngine,
+    SyncOptions,
+    open_engine,
+)
 from ml_connector.registry import Registry
 from ml_connector.store import Store, open_store
 from ml_connector.testing import FakeSink, reference_sink
@@ -158,8 +165,7 @@ class World:
         )
         return cls(erp, sink, store, vault, registry)
 
-    @asynccontextmanager
-    async def engine(self, **options: Any) -> AsyncIterator[SyncEngine]:
+    def engine(self, **options: Any) -> AbstractAsyncContextManager[SyncEngine]:
         """The connection's engine: fast retries, a private limiter pool, in-process transports."""
         options.setdefault("retry", FAST_RETRY)
         options.setdefault("now", self.erp.now)
@@ -167,18 +173,15 @@ class World:
         sink_transport = self.sink.transport()
         if sink_transport is not None:
             transports[self.sink.system] = sink_transport
-        connection = open_connection(self.store, self.vault, self.registry, NAME, transports)
-        try:
-            yield SyncEngine(
-                self.store,
-                connection.id,
-                connection.source,
-                connection.sink,
-                SyncOptions(**options),
-                limiters=LimiterPool(),
-            )
-        finally:
-            await connection.close()
+        return open_engine(
+            self.store,
+            self.vault,
+            self.registry,
+            NAME,
+            options=SyncOptions(**options),
+            transports=transports,
+            limiters=LimiterPool(),
+        )
 
     async def sync(self, **options: Any) -> RunSummary:
         """One run of the connection."""

@@ -11,8 +11,7 @@ import click
 
 from ml_connector.cli._app import EXIT_FAILURE, AppContext, pass_app
 from ml_connector.cli._output import echo_json
-from ml_connector.connections import open_connection
-from ml_connector.engine import RunSummary, SyncEngine, SyncOptions
+from ml_connector.engine import RunSummary, SyncOptions, open_engine
 from ml_connector.store import RunStatus
 
 if TYPE_CHECKING:
@@ -100,25 +99,10 @@ def summary_lines(summary: RunSummary) -> Iterator[str]:
 
 
 async def _run(app: AppContext, name: str, options: SyncOptions, observer: Any) -> RunSummary:
-    connection = open_connection(app.store, app.vault, app.registry, name)
-    try:
-        create = bool(connection.row.options.get("create_missing_accounts", False))
-        engine = SyncEngine(
-            app.store,
-            connection.id,
-            connection.source,
-            connection.sink,
-            SyncOptions(
-                lookback=options.lookback,
-                workers=options.workers,
-                bulk=options.bulk,
-                create_missing_accounts=create,
-            ),
-            observer,
-        )
+    async with open_engine(
+        app.store, app.vault, app.registry, name, options=options, observer=observer
+    ) as engine:
         return await engine.run()
-    finally:
-        await connection.close()
 
 
 def register(main: click.Group) -> None:
@@ -176,12 +160,8 @@ def register(main: click.Group) -> None:
         """Re-drive one payable of connection NAME now, whatever the cursor says."""
 
         async def go() -> dict[str, int]:
-            connection = open_connection(app.store, app.vault, app.registry, name)
-            try:
-                engine = SyncEngine(app.store, connection.id, connection.source, connection.sink)
+            async with open_engine(app.store, app.vault, app.registry, name) as engine:
                 return await engine.replay_payable(record)
-            finally:
-                await connection.close()
 
         counts = asyncio.run(go())
         done = {k: v for k, v in counts.items() if v and k.startswith(("bills_", "vendors_"))}

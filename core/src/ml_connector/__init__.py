@@ -17,6 +17,7 @@ from ml_connector.description import (
 )
 from ml_connector.errors import (
     AuthenticationError,
+    BudgetExhaustedError,
     ConfigurationError,
     ConflictError,
     ConnectorError,
@@ -42,6 +43,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "CONTRACT_VERSION",
     "AuthenticationError",
+    "BudgetExhaustedError",
     "Capability",
     "ConcurrencyLimits",
     "ConfigurationError",

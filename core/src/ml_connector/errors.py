@@ -16,6 +16,8 @@ an expired session or a rejected record the same way whatever system answered::
         ├── AuthenticationError     credentials rejected (wrong password, key or scope)
         │   └── SessionExpiredError the session or token ran out; the client logs in again once
         ├── ThrottledError          429 or a system's rate-limit code; carries retry_after
+        │   └── BudgetExhaustedError  the wait asked for is longer than a run waits: the run
+        │                             stops (cursor kept) and the next run resumes
         ├── TransientError          5xx, timeouts, dropped connections: safe to retry reads
         ├── NotFoundError           the record or path does not exist
         └── ConflictError           the record changed or already exists
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExhaustedError",
     "ConfigurationError",
     "ConflictError",
     "ConnectorError",
@@ -170,6 +173,16 @@ class ThrottledError(UpstreamError):
             message, system=system, status=status, code=code, correlation_id=correlation_id
         )
         self.retry_after = retry_after
+
+
+class BudgetExhaustedError(ThrottledError):
+    """A system's request budget is spent for longer than a run is willing to wait.
+
+    Raised by the engine's retry policy, not by plugins: retrying each record would only burn its
+    attempts and fill the exception queue, so the run stops with its cursors where they were.
+    """
+
+    retryable = False
 
 
 class TransientError(UpstreamError):

@@ -259,3 +259,18 @@ async def test_missing_accounts_are_created_when_the_connection_allows(
     assert (
         len([a for a in world.sink.accounts.values() if a.number == data.unmapped_account_id]) == 1
     )
+
+
+async def test_an_exhausted_budget_stops_the_run_not_every_record(
+    tmp_path: Path, spec: SeedSpec
+) -> None:
+    world, data = World.create(tmp_path, spec)
+    world.sink.faults.fail("create_bill", FaultKind.THROTTLED, on_call=5, retry_after=3000.0)
+    stopped = await world.sync(bulk=False)
+    assert stopped.status is RunStatus.FAILED
+    assert "asked to wait 3000 s" in (stopped.error or "")
+    assert not [e for e in exceptions(world).values() if "wait" in e.reason]
+    world.sink.faults.clear()
+    resumed = await world.sync(bulk=False)  # the cursor stayed: nothing is skipped
+    assert resumed.status is RunStatus.SUCCEEDED, resumed.error
+    world.assert_exactly_once(data)

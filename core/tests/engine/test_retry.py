@@ -5,6 +5,7 @@ import pytest
 from ml_connector.engine import RetryPolicy
 from ml_connector.errors import (
     AuthenticationError,
+    BudgetExhaustedError,
     InvalidRecordError,
     SessionExpiredError,
     ThrottledError,
@@ -48,13 +49,19 @@ async def test_throttling_and_transient_errors_are_retried_with_full_jitter() ->
         assert 0 <= wait < min(8.0, 2 ** (n - 1))
 
 
-async def test_retry_after_is_honoured_and_capped() -> None:
+async def test_retry_after_is_honoured() -> None:
     sleeps = Sleeps()
-    call, _ = failing(
-        [ThrottledError("slow", retry_after=3.5), ThrottledError("x", retry_after=99)]
-    )
+    call, _ = failing([ThrottledError("slow", retry_after=3.5), ThrottledError("x", retry_after=8)])
     assert await policy(sleeps).call(call) == "ok"
     assert sleeps.waits == [3.5, 8.0]
+
+
+async def test_a_wait_longer_than_a_run_waits_stops_the_run() -> None:
+    sleeps = Sleeps()
+    call, calls = failing([ThrottledError("hourly budget", retry_after=3000, code="BDC_1144")])
+    with pytest.raises(BudgetExhaustedError, match="asked to wait 3000 s") as info:
+        await policy(sleeps).call(call)
+    assert (len(calls), sleeps.waits, info.value.code) == (1, [], "BDC_1144")
 
 
 async def test_attempts_are_bounded_then_the_error_propagates() -> None:

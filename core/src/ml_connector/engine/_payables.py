@@ -11,7 +11,12 @@ from ml_connector.engine._context import SingleFlight, as_record_error, task_gro
 from ml_connector.engine._fingerprint import fingerprint
 from ml_connector.engine._ledger import AuditRecord
 from ml_connector.engine._vendors import VendorSync
-from ml_connector.errors import AuthenticationError, ConnectorError, InvalidRecordError
+from ml_connector.errors import (
+    AuthenticationError,
+    BudgetExhaustedError,
+    ConnectorError,
+    InvalidRecordError,
+)
 from ml_connector.models import BillDraft, BillResult, ChangeWindow, Payable, PayablePage
 from ml_connector.store import ObjectType
 
@@ -128,7 +133,7 @@ class PayableSync:
         async with self._workers, self._per_record.hold(payable.source_id):
             try:
                 create = await self._prepare(payable)
-            except AuthenticationError:
+            except (AuthenticationError, BudgetExhaustedError):
                 raise
             except ConnectorError as exc:
                 self._fail(payable, exc)
@@ -200,7 +205,7 @@ class PayableSync:
         run.ledger.begin_intents(_BILL, [(c.draft.payable.source_id, c.version) for c in batch])
         try:
             results = await self._send(batch)
-        except AuthenticationError:
+        except (AuthenticationError, BudgetExhaustedError):
             raise
         except InvalidRecordError as exc:
             if len(batch) == 1:

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING
 from ml_connector.engine._context import as_record_error, task_group
 from ml_connector.engine._fingerprint import fingerprint
 from ml_connector.engine._ledger import AuditRecord
-from ml_connector.errors import AuthenticationError, ConnectorError, InvalidRecordError
+from ml_connector.errors import (
+    AuthenticationError,
+    BudgetExhaustedError,
+    ConnectorError,
+    InvalidRecordError,
+)
 from ml_connector.models import (
     ChangeWindow,
     Payment,
@@ -86,7 +91,7 @@ class PaymentSync:
             async with self._workers:
                 try:
                     await self._record(payment, application)
-                except AuthenticationError:
+                except (AuthenticationError, BudgetExhaustedError):
                     raise
                 except Exception as exc:  # one record's failure stops nothing else
                     key = posting_key(payment.sink_id, application.bill_sink_id)

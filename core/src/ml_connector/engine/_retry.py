@@ -15,14 +15,21 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ml_connector.errors import ConnectorError, SessionExpiredError, ThrottledError
+from ml_connector.errors import (
+    BudgetExhaustedError,
+    ConnectorError,
+    SessionExpiredError,
+    ThrottledError,
+)
 
 __all__ = ["RetryPolicy"]
 
 T = TypeVar("T")
 
 
-def _is_retryable(exc: BaseException) -> bool:
+def _is_retryable(exc: BaseException, max_delay: float) -> bool:
+    if isinstance(exc, ThrottledError) and (exc.retry_after or 0) > max_delay:
+        return False  # a wait this long is the run's to take, not each record's
     return (
         isinstance(exc, ConnectorError)
         and exc.retryable
@@ -52,16 +59,36 @@ class RetryPolicy:
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, ThrottledError) and exc.retry_after is not None:
-            return min(self.max_delay, max(0.0, exc.retry_after))
+            return max(0.0, exc.retry_after)
         ceiling = min(self.max_delay, self.base_delay * 2 ** (state.attempt_number - 1))
         return self.rng.uniform(0, ceiling)
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Call ``fn`` until it succeeds, fails for good, or the attempts run out."""
+        """Call ``fn`` until it succeeds, fails for good, or the attempts run out.
+
+        Raises:
+            BudgetExhaustedError: The system asked to wait longer than ``max_delay`` (e.g. BILL's
+                hourly budget, BDC_1144): the run should stop, not every record fail.
+        """
+        try:
+            return await self._call(fn)
+        except ThrottledError as exc:
+            if exc.retry_after is None or exc.retry_after <= self.max_delay:
+                raise
+            raise BudgetExhaustedError(
+                f"{exc.message}; asked to wait {exc.retry_after:.0f} s, longer than a run waits "
+                f"({self.max_delay:.0f} s): the run stops here and the next one resumes",
+                system=exc.system,
+                status=exc.status,
+                code=exc.code,
+                retry_after=exc.retry_after,
+            ) from exc
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=self._wait,
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(lambda exc: _is_retryable(exc, self.max_delay)),
             sleep=self.sleep,
             reraise=True,
         )

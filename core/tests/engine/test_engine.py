@@ -274,3 +274,21 @@ async def test_an_exhausted_budget_stops_the_run_not_every_record(
     resumed = await world.sync(bulk=False)  # the cursor stayed: nothing is skipped
     assert resumed.status is RunStatus.SUCCEEDED, resumed.error
     world.assert_exactly_once(data)
+
+
+async def test_a_recorded_payment_the_sink_then_voids_is_flagged(
+    tmp_path: Path, spec: SeedSpec
+) -> None:
+    world, data = World.create(tmp_path, spec)
+    await world.sync()
+    paid = data.ready_ids[0]
+    payment = world.sink.pay_bill(world.sink.bill_for_payable(paid)[0].id)
+    await world.sync()
+    assert len(world.erp.payments_for(paid)) == 1
+    world.sink.set_payment_status(payment.id, PaymentStatus.VOIDED)
+    summary = await world.sync()
+    assert summary.counts["payments_undone"] == 1
+    (flagged,) = [e for e in exceptions(world).values() if e.object_type == "payment"]
+    assert flagged.field == "status"
+    assert "reverse it there" in flagged.reason
+    assert len(world.erp.payments_for(paid)) == 1  # nothing written by the connector

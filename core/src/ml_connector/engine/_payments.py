@@ -32,6 +32,9 @@ _BILL = ObjectType.BILL.value
 _PAYMENT = ObjectType.PAYMENT.value
 STREAM = "payments"
 
+#: Statuses that undo a payment the ERP may already have recorded.
+_UNDONE = frozenset({PaymentStatus.FAILED, PaymentStatus.VOIDED, PaymentStatus.CANCELLED})
+
 
 def posting_key(payment_sink_id: str, bill_sink_id: str) -> str:
     """The id of one payment application: a payment may pay several bills."""
@@ -82,6 +85,9 @@ class PaymentSync:
         """Record one payment's applications (replay and exception retries use it too)."""
         run = self._run
         run.count("payments_read")
+        if payment.status in _UNDONE:
+            self._flag_undone(payment)
+            return
         if payment.status is not PaymentStatus.PAID:
             run.ledger.audit(
                 AuditRecord(_PAYMENT, "skipped_not_paid", payment.status.value, payment.sink_id)
@@ -101,6 +107,28 @@ class PaymentSync:
                     reason = exc.reason if isinstance(exc, InvalidRecordError) else str(exc)
                     run.ledger.add_exception(_PAYMENT, key, field, reason, fingerprint(payment))
                     run.count("payments_failed")
+
+    def _flag_undone(self, payment: Payment) -> None:
+        """A payment recorded in the ERP that the sink now reports failed, voided or cancelled.
+
+        The contract has no hook to reverse an ERP payment, so a person must: the posting goes
+        to the exception queue with what to do, and nothing is written.
+        """
+        ledger = self._run.ledger
+        for application in payment.applications:
+            key = posting_key(payment.sink_id, application.bill_sink_id)
+            link = ledger.link(_PAYMENT, key)
+            if link is None:
+                continue
+            ledger.add_exception(
+                _PAYMENT,
+                key,
+                "status",
+                f"the sink now reports payment {payment.sink_id} {payment.status.value}, but it "
+                f"was recorded in the ERP as {link.sink_id}: reverse it there",
+                fingerprint(payment),
+            )
+            self._run.count("payments_undone")
 
     async def _record(self, payment: Payment, application: PaymentApplication) -> None:
         run, ledger = self._run, self._run.ledger

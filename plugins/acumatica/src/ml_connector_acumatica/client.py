@@ -31,7 +31,6 @@ import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -48,6 +47,7 @@ from ml_connector.errors import (
     TransientError,
     UpstreamError,
 )
+from ml_connector.http import retry_after_seconds
 from ml_connector_acumatica.schemas import (
     ErrorBody,
     dumps,
@@ -747,7 +747,7 @@ class AcumaticaClient:
             return ThrottledError(
                 f"{what}: the licence's API-user limit is reached ({text or status}); "
                 "sessions that were not logged out hold slots until they expire",
-                retry_after=_retry_after(response, self.now()) or LOGIN_LIMIT_WAIT,
+                retry_after=retry_after_seconds(response, self.now()) or LOGIN_LIMIT_WAIT,
                 system=SYSTEM,
                 status=status,
             )
@@ -805,7 +805,7 @@ class AcumaticaClient:
         if status == 429 or (_LOGIN_LIMIT.search(text) and status >= 400):
             return ThrottledError(
                 f"throttled by the licence limits: {text or 'HTTP 429'}",
-                retry_after=_retry_after(response, self.now()),
+                retry_after=retry_after_seconds(response, self.now()),
                 system=SYSTEM,
                 status=status,
             )
@@ -920,19 +920,3 @@ def _error_body(response: httpx.Response) -> ErrorBody | None:
         return ErrorBody.model_validate(data)
     except ValidationError:
         return None
-
-
-def _retry_after(response: httpx.Response, now: datetime) -> float | None:
-    """Retry-After in seconds, from seconds or an HTTP date; ``None`` if absent or unreadable."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - now).total_seconds())

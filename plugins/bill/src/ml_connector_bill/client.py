@@ -33,7 +33,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -52,6 +51,7 @@ from ml_connector.errors import (
     TransientError,
     UpstreamError,
 )
+from ml_connector.http import retry_after_seconds
 from ml_connector_bill.schemas import (
     IDEMPOTENCY_HEADER,
     SYSTEM,
@@ -137,24 +137,6 @@ def _field_and_reason(message: str) -> tuple[str | None, str]:
     if match:
         return match.group(1).rstrip("."), message
     return None, message
-
-
-def _retry_after(response: httpx.Response, now: datetime) -> float | None:
-    """Seconds from a Retry-After header (undocumented for BILL, honoured if present, §8)."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def _until_next_hour(now: datetime) -> float:
@@ -460,7 +442,7 @@ class BillClient:
             # UNCONFIRMED (§8): the status of BDC_1322/BDC_1144 is undocumented, so the code
             # decides, whatever the status (4xx, 429, 503).
             now = self._clock()
-            retry_after = _retry_after(response, now)
+            retry_after = retry_after_seconds(response, now)
             if retry_after is None and HOURLY_CODE in codes:
                 retry_after = _until_next_hour(now)
             throttle_code = HOURLY_CODE if HOURLY_CODE in codes else (code or CONCURRENCY_CODE)

@@ -37,7 +37,6 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -56,6 +55,7 @@ from ml_connector.errors import (
     TransientError,
     UpstreamError,
 )
+from ml_connector.http import retry_after_seconds
 from ml_connector_epicor.schemas import (
     AP_INVOICE_SVC,
     AP_PAYMENT_POST_SVC,
@@ -413,7 +413,7 @@ class EpicorClient:
         kwargs: dict[str, Any] = {"system": SYSTEM, "status": status}
         if status == 429:
             return ThrottledError(
-                f"token service: {text}", retry_after=_retry_after(response), **kwargs
+                f"token service: {text}", retry_after=retry_after_seconds(response), **kwargs
             )
         if status >= 500:
             return TransientError(f"token service: {text}", **kwargs)
@@ -509,14 +509,14 @@ class EpicorClient:
         if status == 429:
             return ThrottledError(
                 f"{where}{text}{note}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response),
                 code=error_type or None,
                 **kwargs,
             )
         if status == 503 and response.headers.get("retry-after"):
             return ThrottledError(
                 f"{where}{text}{note}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response),
                 code=error_type or None,
                 **kwargs,
             )
@@ -1061,18 +1061,3 @@ def _renewable(status: int, error: ConnectorError) -> bool:
     if status not in (401, 403, 410) or not isinstance(error, AuthenticationError):
         return False
     return error.code not in ("invalid_api_key", "access_denied")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -292,3 +292,30 @@ async def test_a_recorded_payment_the_sink_then_voids_is_flagged(
     assert flagged.field == "status"
     assert "reverse it there" in flagged.reason
     assert len(world.erp.payments_for(paid)) == 1  # nothing written by the connector
+
+
+class DoublingExtension:
+    """Wraps the source's listing so every page carries its first payable twice."""
+
+    @hookimpl(wrapper=True)
+    def list_changed_payables(self, ctx: object, window: object, page_token: object):  # type: ignore[no-untyped-def]
+        inner = yield
+
+        async def doubled():  # type: ignore[no-untyped-def]
+            page = await inner
+            if not page.items:
+                return page
+            return page.model_copy(update={"items": (*page.items, page.items[0])})
+
+        return doubled()
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+async def test_a_payable_twice_on_one_page_is_created_once(
+    tmp_path: Path, spec: SeedSpec, bulk: bool
+) -> None:
+    world, data = World.create(tmp_path, spec)
+    world.registry.add_extension(DoublingExtension(), "doubling")
+    summary = await world.sync(bulk=bulk)
+    assert summary.status is RunStatus.SUCCEEDED, summary.error
+    world.assert_exactly_once(data)

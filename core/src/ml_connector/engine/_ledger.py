@@ -37,7 +37,7 @@ from ml_connector.store import (
 from ml_connector.store._types import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Collection, Iterable, Sequence
 
     from sqlmodel import Session
 
@@ -246,6 +246,49 @@ class Ledger:
         session.add(row)
 
     # --- Exceptions --------------------------------------------------------------------------
+
+    def known(
+        self, object_type: str, source_ids: Collection[str]
+    ) -> dict[str, tuple[RecordLinkRow | None, bool]]:
+        """For a page of records at once: each one's link, and whether it has an open intent.
+
+        One read instead of two per record: on a page of a hundred records this is most of the
+        store's work for an unchanged rerun.
+        """
+        ids = list(source_ids)
+        with self.store.session(read_only=True) as session:
+            links = {
+                row.source_id: row
+                for row in session.exec(
+                    select(RecordLinkRow)
+                    .where(RecordLinkRow.connection_id == self.connection_id)
+                    .where(RecordLinkRow.object_type == object_type)
+                    .where(col(RecordLinkRow.source_id).in_(ids))
+                )
+            }
+            open_ids = set(
+                session.exec(
+                    select(WriteIntentRow.source_id)
+                    .where(WriteIntentRow.connection_id == self.connection_id)
+                    .where(WriteIntentRow.object_type == object_type)
+                    .where(WriteIntentRow.status == IntentStatus.OPEN.value)
+                    .where(col(WriteIntentRow.source_id).in_(ids))
+                )
+            )
+        return {i: (links.get(i), i in open_ids) for i in ids}
+
+    def ignored_digests(self, object_type: str) -> dict[str, str | None]:
+        """Every record of a type an operator chose not to sync, with the content ignored."""
+        with self.store.session(read_only=True) as session:
+            return {
+                row.source_id: row.payload_digest
+                for row in session.exec(
+                    select(ExceptionItemRow)
+                    .where(ExceptionItemRow.connection_id == self.connection_id)
+                    .where(ExceptionItemRow.object_type == object_type)
+                    .where(ExceptionItemRow.status == ExceptionStatus.IGNORED.value)
+                )
+            }
 
     def ignored_digest(self, object_type: str, source_id: str) -> str | None:
         """The content an operator chose not to sync for this record, if any."""

@@ -18,7 +18,7 @@ from ml_connector.errors import (
     InvalidRecordError,
 )
 from ml_connector.models import BillDraft, BillResult, ChangeWindow, Payable, PayablePage
-from ml_connector.store import ObjectType
+from ml_connector.store import ObjectType, RecordLinkRow
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -73,6 +73,10 @@ class PayableSync:
         )
         in_flight = sink.limits.max_in_flight or 4
         self._workers = asyncio.Semaphore(run.options.workers or 4 * in_flight)
+        self._ignored = run.ledger.ignored_digests(_BILL)
+        # Each record's link and open intent, read for a whole page at once; an entry is used
+        # once, so a record seen twice in a run is looked up afresh the second time.
+        self._known: dict[str, tuple[RecordLinkRow | None, bool]] = {}
 
     # --- The stream --------------------------------------------------------------------------
 
@@ -112,9 +116,13 @@ class PayableSync:
                 None,
             )
         run.count("payables_read", len(page.items))
+        # A record twice on one page is handled once, as its last version: in bulk mode both
+        # copies would otherwise be drafted before either is created.
+        items = list({p.source_id: p for p in page.items}.values())
+        self._known = run.ledger.known(_BILL, [p.source_id for p in items])
         creates: list[_Create] = []
         async with task_group() as group:
-            for payable in page.items:
+            for payable in items:
                 group.create_task(self._guarded(payable, creates))
         async with task_group() as group:
             for start in range(0, len(creates), self._bulk_size):
@@ -153,7 +161,7 @@ class PayableSync:
         run, ledger = self._run, self._run.ledger
         digest = content_digest(payable)
         ledger.audit(AuditRecord(_BILL, "fetched", "ok", payable.source_id, payload_digest=digest))
-        if ledger.ignored_digest(_BILL, payable.source_id) == digest:
+        if payable.source_id in self._ignored and self._ignored[payable.source_id] == digest:
             ledger.audit(AuditRecord(_BILL, "skipped_ignored", "ok", payable.source_id))
             run.count("bills_ignored")
             return None
@@ -161,8 +169,13 @@ class PayableSync:
         vendor_id = await self._vendors.ensure(payable.vendor)
         draft = BillDraft(payable=payable, vendor_sink_id=vendor_id, lines=lines)
         version = draft_version(draft)
-        link = ledger.link(_BILL, payable.source_id)
-        if link is None and ledger.open_intent(_BILL, payable.source_id) is not None:
+        known = self._known.pop(payable.source_id, None)
+        if known is None:
+            link = ledger.link(_BILL, payable.source_id)
+            intent_open = link is None and ledger.open_intent(_BILL, payable.source_id) is not None
+        else:
+            link, intent_open = known
+        if link is None and intent_open:
             invoice = payable.invoice_number
             found = await run.sink_read(lambda: run.sink.find_bill(vendor_id, invoice))
             if found is not None:

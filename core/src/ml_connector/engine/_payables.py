@@ -218,6 +218,9 @@ class PayableSync:
         run.ledger.begin_intents(_BILL, [(c.draft.payable.source_id, c.version) for c in batch])
         try:
             results = await self._send(batch)
+            # The limiter slot is free now: let the task waiting for it send its call before
+            # this one spends milliseconds recording the result (bench: 0.74 -> 0.86 of the cap).
+            await asyncio.sleep(0)
         except (AuthenticationError, BudgetExhaustedError):
             raise
         except InvalidRecordError as exc:

@@ -23,9 +23,9 @@ from cryptography.fernet import Fernet
 import ml_connector.engine as engine_package
 import ml_connector.store as store_package
 import ml_connector.testing as testing_package
-from ml_connector.connections import SideInput, create_connection, open_connection
+from ml_connector.connections import SideInput, create_connection
 from ml_connector.description import PluginInfo
-from ml_connector.engine import LimiterPool, RetryPolicy, RunSummary, SyncEngine, SyncOptions
+from ml_connector.engine import LimiterPool, RetryPolicy, RunSummary, SyncOptions, open_engine
 from ml_connector.registry import Registry
 from ml_connector.store import Store, open_store
 from ml_connector.testing import (
@@ -147,20 +147,16 @@ class World:
 
         The retry policy is the default one (real backoff), the limiter pool private to the run.
         """
-        connection = open_connection(self.store, self.vault, self.registry, CONNECTION)
-        try:
-            engine = SyncEngine(
-                self.store,
-                connection.id,
-                connection.source,
-                connection.sink,
-                SyncOptions(bulk=bulk, retry=options.pop("retry", RetryPolicy()), **options),
-                observer=observer,
-                limiters=LimiterPool(),
-            )
+        async with open_engine(
+            self.store,
+            self.vault,
+            self.registry,
+            CONNECTION,
+            options=SyncOptions(bulk=bulk, retry=options.pop("retry", RetryPolicy()), **options),
+            observer=observer,
+            limiters=LimiterPool(),
+        ) as engine:
             return await engine.run()
-        finally:
-            await connection.close()
 
     def close(self) -> None:
         """Release the state database."""

@@ -111,6 +111,7 @@ async def _measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         "cpu_s": round(cpu, 3),
         "cpu_busy": round(cpu / wall, 3),
         "payables_stage_s": None if payables_s is None else round(payables_s, 3),
+        "stage_starts_s": {k: round(t - started, 3) for k, t in clock.started.items()},
         "bills_per_s": round(bills_per_s, 2),
         "cap_bills_per_s": None if cap_calls_per_s is None else round(cap_calls_per_s, 2),
         "ratio_to_cap": ratio(bills_per_s),

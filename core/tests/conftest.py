@@ -1,4 +1,4 @@
-"""Fixtures for the vault and the state store: an isolated home, and PostgreSQL databases."""
+"""Fixtures for the vault and the state store: an isolated home, PostgreSQL databases, stores."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
+
+from ml_connector.store import Store, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -65,3 +67,19 @@ def postgres_url() -> Iterator[str]:
                 connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A location for a new store: a SQLite file path, or the URL of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def store(store_location: str) -> Iterator[Store]:
+    """An open, migrated, empty store, disposed after the test."""
+    with open_store(store_location) as opened:
+        yield opened

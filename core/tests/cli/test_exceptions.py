@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -105,8 +106,9 @@ def test_a_retried_entry_is_resolved_when_the_engine_writes_the_record(
     queued: dict[str, int], acme: Ledger, store: Store
 ) -> None:
     run_cli("exceptions", "retry", str(queued["INV-1"]))
-    acme.begin_intents("bill", [("INV-1", "v2")])
+    asyncio.run(acme.begin_intents("bill", [("INV-1", "v2")]))
     acme.complete("bill", "INV-1", "00n1", "f" * 64, AuditRecord("bill", "created", "ok"))
+    acme.flush()
     assert status_of(store, queued["INV-1"]) == "resolved"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -86,7 +87,7 @@ def test_unknown_run_and_connection_are_one_line_usage_errors(store: Store) -> N
 def seed_audit(ledger: Ledger) -> int:
     run_id = ledger.start_run()
     ledger.audit_now(AuditRecord("bill", "fetched", "ok", "INV-1", payload_digest="a" * 64))
-    ledger.begin_intents("bill", [("INV-1", "v1")])
+    asyncio.run(ledger.begin_intents("bill", [("INV-1", "v1")]))
     ledger.complete(
         "bill", "INV-1", "00n1", "f" * 64, AuditRecord("bill", "created", "ok", "INV-1", "00n1")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,11 +25,11 @@ def synced(acme: Ledger) -> Ledger:
     """acme after a run: both cursors moved, two bills and a vendor linked, one of each pending."""
     acme.start_run()
     for source_id, sink_id in (("INV-1", "00n1"), ("INV-2", "00n2")):
-        acme.begin_intents("bill", [(source_id, "v1")])
+        asyncio.run(acme.begin_intents("bill", [(source_id, "v1")]))
         acme.complete("bill", source_id, sink_id, "f" * 64, AuditRecord("bill", "created", "ok"))
-    acme.begin_intents("vendor", [("V-1", "v1")])
+    asyncio.run(acme.begin_intents("vendor", [("V-1", "v1")]))
     acme.complete("vendor", "V-1", "009v1", "f" * 64, AuditRecord("vendor", "created", "ok"))
-    acme.begin_intents("bill", [("INV-3", "v1")])  # killed before the create answered
+    asyncio.run(acme.begin_intents("bill", [("INV-3", "v1")]))  # killed before the create answered
     acme.add_exception("bill", "INV-4", None, "boom", "d" * 64)
     acme.set_cursor("payables", MAY)
     acme.set_cursor("payments", MAY + timedelta(hours=1))

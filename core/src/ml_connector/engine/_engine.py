@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ml_connector.default_account_matcher import ACCOUNT_KIND
 from ml_connector.description import Capability
 from ml_connector.engine import _payables, _payments
-from ml_connector.engine._context import RunContext, RunObserver, SyncOptions
+from ml_connector.engine._context import RunContext, RunObserver, SyncOptions, task_group
 from ml_connector.engine._ledger import AuditRecord, Ledger
 from ml_connector.engine._limits import LimiterPool
 from ml_connector.engine._mapping import AccountCoder
@@ -166,8 +166,10 @@ class SyncEngine:
     async def sync_accounts(self) -> AccountCoder:
         """List both catalogs, map them, create missing sink accounts if allowed, persist."""
         run = self.run_context
-        source_catalog = await run.source_read(run.source.list_accounts)
-        sink_catalog = await run.sink_read(run.sink.list_accounts)
+        async with task_group() as group:
+            source_read = group.create_task(run.source_read(run.source.list_accounts))
+            sink_read = group.create_task(run.sink_read(run.sink.list_accounts))
+        source_catalog, sink_catalog = source_read.result(), sink_read.result()
         manual = self.ledger.manual_mappings()
         mappings = await run.source.map_accounts(source_catalog, sink_catalog, manual)
         if (
@@ -196,7 +198,7 @@ class SyncEngine:
         for account in (a for a in source.accounts if a.active and a.id not in mapped):
             link = self.ledger.link(_ACCOUNT, account.id)
             if link is None:
-                self.ledger.begin_intents(_ACCOUNT, [(account.id, "1")])
+                await self.ledger.begin_intents(_ACCOUNT, [(account.id, "1")])
                 result = await run.sink_read(lambda a=account: sink.create_account(a))  # type: ignore[misc]
                 self.ledger.complete(
                     _ACCOUNT,
@@ -265,5 +267,5 @@ class SyncEngine:
         if payable is None:
             raise ConnectorError(f"the source has no payable {source_id}")
         await _payables.PayableSync(run, coder).sync_one(payable)
-        self.ledger.flush_audit()
+        self.ledger.flush()
         return dict(run.counts)

@@ -4,16 +4,25 @@ Every method is one short transaction. The order of writes is what makes a run s
 
 1. :meth:`Ledger.begin_intent` is committed *before* a create is sent to the other system;
 2. :meth:`Ledger.complete` records the other system's id, the fingerprint, the closed intent and
-   the audit event in *one* transaction after the create answered;
+   the audit event together after the create answered;
 3. a cursor moves only after every record of its window went through 2 or into the exception
    queue.
 
 A crash between 1 and 2 leaves an open intent, which the next attempt at the same record finds and
 reconciles by looking the record up in the other system before creating anything.
+
+Completions are therefore written a little late: they wait in memory and go with the next
+transaction the ledger makes anyway (the next intent, an exception, a cursor, the page's audit
+events), so one bill costs one commit instead of two. A completion lost to a crash is the case
+above, and every read of links, intents or exceptions writes the waiting ones first, so the ledger
+always reads what it was told.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -21,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from ml_connector.engine import _statements as statements
 from ml_connector.models import AccountMapping, MappingMethod
 from ml_connector.store import (
     AccountMappingRow,
-    AuditEventRow,
     CursorRow,
     ExceptionItemRow,
     ExceptionStatus,
@@ -37,13 +46,16 @@ from ml_connector.store import (
 from ml_connector.store._types import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import Collection, Iterable, Iterator, Sequence
 
+    from sqlalchemy import Connection
     from sqlmodel import Session
 
     from ml_connector.store import Store
 
 __all__ = ["AuditRecord", "Ledger"]
+
+_UNRESOLVED = (ExceptionStatus.OPEN.value, ExceptionStatus.RETRYING.value)
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,27 @@ class AuditRecord:
     sink_id: str | None = None
     error: str | None = None
     payload_digest: str | None = None
+
+
+@dataclass(frozen=True)
+class _Completion:
+    object_type: str
+    source_id: str
+    sink_id: str
+    fingerprint: str
+    audit: AuditRecord
+    at: datetime
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    completions: list[_Completion]
+    audit: list[tuple[AuditRecord, datetime]]
+
+
+# Completions held before they are written on their own: bounds what a crash costs in
+# reconciliation look-ups and what the ledger holds in memory.
+_MAX_WAITING = 64
 
 
 @dataclass
@@ -74,12 +107,20 @@ class Ledger:
     connection_id: int
     plugin_versions: dict[str, Any] = field(default_factory=dict)
     run_id: int | None = None
-    _pending_audit: list[AuditRecord] = field(default_factory=list)
+    _pending_audit: list[tuple[AuditRecord, datetime]] = field(default_factory=list)
+    _completions: list[_Completion] = field(default_factory=list)
+    _write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+    # Per object type, the records that had an open or retrying exception this run (read once,
+    # then added to): a finished write resolves its record's exception, and most never had one.
+    _unresolved: dict[str, set[str]] = field(default_factory=dict)
 
     # --- Runs --------------------------------------------------------------------------------
 
     def start_run(self) -> int:
         """Open a run; runs left ``running`` by a killed process are marked ``interrupted``."""
+        self._unresolved.clear()
         with self.store.session() as session:
             session.execute(
                 update(RunRow)
@@ -96,7 +137,7 @@ class Ledger:
 
     def finish_run(self, status: RunStatus, counts: dict[str, Any], error: str | None) -> None:
         """Close the current run with its tallies."""
-        self.flush_audit()
+        self.flush()
         with self.store.session() as session:
             run = session.get(RunRow, self.run_id)
             if run is None:  # pragma: no cover - the run row is ours
@@ -121,7 +162,9 @@ class Ledger:
 
     def set_cursor(self, stream: str, position: datetime | None) -> None:
         """Move ``stream``'s cursor (only once its whole window is recorded)."""
-        with self.store.session() as session:
+        # In the cursor's own transaction: the window is recorded when the cursor moves.
+        with self._waiting() as waiting, self.store.session() as session:
+            self._write(session.connection(), waiting)
             row = session.exec(
                 select(CursorRow)
                 .where(CursorRow.connection_id == self.connection_id)
@@ -137,6 +180,7 @@ class Ledger:
 
     def link(self, object_type: str, source_id: str) -> RecordLinkRow | None:
         """The sink counterpart of a source record, if this connection made one."""
+        self.flush()
         with self.store.session(read_only=True) as session:
             return session.exec(
                 select(RecordLinkRow)
@@ -147,6 +191,7 @@ class Ledger:
 
     def link_by_sink_id(self, object_type: str, sink_id: str) -> RecordLinkRow | None:
         """The source record behind a sink record, if this connection made it."""
+        self.flush()
         with self.store.session(read_only=True) as session:
             return session.exec(
                 select(RecordLinkRow)
@@ -157,6 +202,7 @@ class Ledger:
 
     def open_intent(self, object_type: str, source_id: str) -> WriteIntentRow | None:
         """An unfinished create for this record, left by an earlier attempt."""
+        self.flush()
         with self.store.session(read_only=True) as session:
             return session.exec(
                 select(WriteIntentRow)
@@ -168,6 +214,7 @@ class Ledger:
 
     def open_intents(self) -> list[WriteIntentRow]:
         """Every unfinished create of this connection."""
+        self.flush()
         with self.store.session(read_only=True) as session:
             return list(
                 session.exec(
@@ -180,26 +227,37 @@ class Ledger:
     def _intent_key(self, object_type: str, source_id: str, version: str) -> str:
         return f"{self.connection_id}:{object_type}:{source_id}:{version}"
 
-    def begin_intents(self, object_type: str, items: Sequence[tuple[str, str]]) -> None:
+    async def begin_intents(self, object_type: str, items: Sequence[tuple[str, str]]) -> None:
         """Record that creates of ``(source_id, content_version)`` are about to be sent.
 
-        Committed before the call; an intent that already exists counts one more attempt.
+        Committed before it returns, so before the call; an intent that already exists counts
+        one more attempt. The commit runs off the event loop (see
+        :meth:`~ml_connector.store.Store.transaction_async`), one at a time.
         """
-        with self.store.session() as session:
-            for source_id, version in items:
-                key = self._intent_key(object_type, source_id, version)
-                row = session.exec(select(WriteIntentRow).where(WriteIntentRow.key == key)).first()
-                if row is None:
-                    row = WriteIntentRow(
-                        key=key,
-                        connection_id=self.connection_id,
-                        object_type=object_type,
-                        source_id=source_id,
-                        content_version=version,
-                    )
-                row.status = IntentStatus.OPEN.value
-                row.attempts += 1
-                session.add(row)
+        async with self._write_lock():
+            now = utcnow()
+            with self._waiting() as waiting:
+                async with self.store.transaction_async() as connection:
+                    self._write(connection, waiting)
+                    for source_id, version in items:
+                        statements.open_intent(
+                            connection,
+                            self._intent_key(object_type, source_id, version),
+                            self.connection_id,
+                            object_type,
+                            source_id,
+                            version,
+                            now,
+                        )
+
+    def _write_lock(self) -> asyncio.Lock:
+        # One per event loop: an asyncio lock must not outlive the loop it was used on (the
+        # demo runs the same connection in two loops, one after the other).
+        loop = asyncio.get_running_loop()
+        lock = self._write_locks.get(loop)
+        if lock is None:
+            lock = self._write_locks[loop] = asyncio.Lock()
+        return lock
 
     def complete(
         self,
@@ -209,41 +267,47 @@ class Ledger:
         fingerprint: str,
         audit: AuditRecord,
     ) -> None:
-        """Record a finished write: link, closed intents, audit event and resolved exception."""
-        with self.store.session() as session:
-            self._write_link(session, object_type, source_id, sink_id, fingerprint)
-            session.execute(
-                update(WriteIntentRow)
-                .where(col(WriteIntentRow.connection_id) == self.connection_id)
-                .where(col(WriteIntentRow.object_type) == object_type)
-                .where(col(WriteIntentRow.source_id) == source_id)
-                .where(col(WriteIntentRow.status) == IntentStatus.OPEN.value)
-                .values(status=IntentStatus.DONE.value, sink_id=sink_id, updated_at=utcnow())
-            )
-            self._resolve_exception(session, object_type, source_id)
-            session.add(self._audit_row(audit))
+        """Record a finished write: link, closed intents, audit event and resolved exception.
 
-    def _write_link(
-        self, session: Session, object_type: str, source_id: str, sink_id: str, fingerprint: str
-    ) -> None:
-        row = session.exec(
-            select(RecordLinkRow)
-            .where(RecordLinkRow.connection_id == self.connection_id)
-            .where(RecordLinkRow.object_type == object_type)
-            .where(RecordLinkRow.source_id == source_id)
-        ).first()
-        if row is None:
-            row = RecordLinkRow(
-                connection_id=self.connection_id,
-                object_type=object_type,
-                source_id=source_id,
-                sink_id=sink_id,
-                fingerprint=fingerprint,
+        Written with the ledger's next transaction (see the module's docstring); :meth:`flush`
+        writes it now.
+        """
+        self._completions.append(
+            _Completion(object_type, source_id, sink_id, fingerprint, audit, utcnow())
+        )
+        if len(self._completions) >= _MAX_WAITING:
+            self.flush()
+
+    @contextmanager
+    def _waiting(self) -> Iterator[_Waiting]:
+        """Take the waiting completions and audit events for the transaction in the block.
+
+        If the block raises (a statement or the commit failed), nothing of it is committed and
+        they wait for the next transaction again, ahead of any that came meanwhile.
+        """
+        waiting = _Waiting(self._completions, self._pending_audit)
+        self._completions, self._pending_audit = [], []
+        try:
+            yield waiting
+        except BaseException:
+            self._completions[:0] = waiting.completions
+            self._pending_audit[:0] = waiting.audit
+            raise
+
+    def _write(self, connection: Connection, waiting: _Waiting) -> None:
+        """Write taken completions and audit events in the caller's transaction."""
+        cid, audit = self.connection_id, []
+        for done in waiting.completions:
+            kind, source_id, sink_id = done.object_type, done.source_id, done.sink_id
+            statements.write_link(
+                connection, cid, kind, source_id, sink_id, done.fingerprint, done.at
             )
-        row.sink_id = sink_id
-        row.fingerprint = fingerprint
-        row.updated_at = utcnow()
-        session.add(row)
+            statements.close_intents(connection, cid, kind, source_id, sink_id, done.at)
+            if source_id in self._unresolved_ids(kind):
+                statements.resolve_exception(connection, cid, kind, source_id, done.at)
+            audit.append(self._audit_values(done.audit, done.at))
+        audit.extend(self._audit_values(record, at) for record, at in waiting.audit)
+        statements.insert_audit(connection, audit)
 
     # --- Exceptions --------------------------------------------------------------------------
 
@@ -256,6 +320,7 @@ class Ledger:
         store's work for an unchanged rerun.
         """
         ids = list(source_ids)
+        self.flush()
         with self.store.session(read_only=True) as session:
             links = {
                 row.source_id: row
@@ -300,6 +365,7 @@ class Ledger:
 
     def retrying_exceptions(self) -> list[ExceptionItemRow]:
         """Queue entries an operator sent back for another try (``exceptions retry``)."""
+        self.flush()
         with self.store.session(read_only=True) as session:
             return list(
                 session.exec(
@@ -309,6 +375,21 @@ class Ledger:
                     .order_by(col(ExceptionItemRow.id))
                 )
             )
+
+    def _unresolved_ids(self, object_type: str) -> set[str]:
+        ids = self._unresolved.get(object_type)
+        if ids is None:
+            with self.store.session(read_only=True) as session:
+                ids = set(
+                    session.exec(
+                        select(ExceptionItemRow.source_id)
+                        .where(ExceptionItemRow.connection_id == self.connection_id)
+                        .where(ExceptionItemRow.object_type == object_type)
+                        .where(col(ExceptionItemRow.status).in_(_UNRESOLVED))
+                    )
+                )
+            self._unresolved[object_type] = ids
+        return ids
 
     def add_exception(
         self,
@@ -320,7 +401,8 @@ class Ledger:
     ) -> None:
         """Put a record in the exception queue (one entry per record) and audit the failure."""
         now = utcnow()
-        with self.store.session() as session:
+        with self._waiting() as waiting, self.store.session() as session:
+            self._write(session.connection(), waiting)
             row = self._exception(session, object_type, source_id)
             if row is None:
                 row = ExceptionItemRow(
@@ -339,18 +421,16 @@ class Ledger:
             row.last_seen = now
             row.attempts += 1
             session.add(row)
-            session.add(
-                self._audit_row(
-                    AuditRecord(
-                        object_type=object_type,
-                        source_id=source_id,
-                        action="failed",
-                        outcome="exception_queued",
-                        error=reason if field_path is None else f"{field_path}: {reason}",
-                        payload_digest=payload_digest,
-                    )
-                )
+            failed = AuditRecord(
+                object_type=object_type,
+                source_id=source_id,
+                action="failed",
+                outcome="exception_queued",
+                error=reason if field_path is None else f"{field_path}: {reason}",
+                payload_digest=payload_digest,
             )
+            statements.insert_audit(session.connection(), [self._audit_values(failed, now)])
+        self._unresolved_ids(object_type).add(source_id)
 
     def _exception(
         self, session: Session, object_type: str, source_id: str
@@ -361,16 +441,6 @@ class Ledger:
             .where(ExceptionItemRow.object_type == object_type)
             .where(ExceptionItemRow.source_id == source_id)
         ).first()
-
-    def _resolve_exception(self, session: Session, object_type: str, source_id: str) -> None:
-        session.execute(
-            update(ExceptionItemRow)
-            .where(col(ExceptionItemRow.connection_id) == self.connection_id)
-            .where(col(ExceptionItemRow.object_type) == object_type)
-            .where(col(ExceptionItemRow.source_id) == source_id)
-            .where(col(ExceptionItemRow.status).in_(["open", "retrying"]))
-            .values(status=ExceptionStatus.RESOLVED.value, last_seen=utcnow())
-        )
 
     # --- Account mappings --------------------------------------------------------------------
 
@@ -429,35 +499,35 @@ class Ledger:
 
     # --- Audit -------------------------------------------------------------------------------
 
-    def _audit_row(self, record: AuditRecord) -> AuditEventRow:
-        return AuditEventRow(
-            run_id=self.run_id,
-            connection_id=self.connection_id,
-            object_type=record.object_type,
-            source_id=record.source_id,
-            sink_id=record.sink_id,
-            action=record.action,
-            outcome=record.outcome,
-            error=record.error,
-            payload_digest=record.payload_digest,
-            plugin_versions=self.plugin_versions,
-        )
+    def _audit_values(self, record: AuditRecord, at: datetime) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "connection_id": self.connection_id,
+            "at": at,
+            "object_type": record.object_type,
+            "source_id": record.source_id,
+            "sink_id": record.sink_id,
+            "action": record.action,
+            "outcome": record.outcome,
+            "error": record.error,
+            "payload_digest": record.payload_digest,
+            "plugin_versions": self.plugin_versions,
+        }
 
     def audit(self, record: AuditRecord) -> None:
         """Queue an informational audit event (fetched, skipped); written in batches."""
-        self._pending_audit.append(record)
+        self._pending_audit.append((record, utcnow()))
         if len(self._pending_audit) >= 500:
-            self.flush_audit()
+            self.flush()
 
     def audit_now(self, record: AuditRecord) -> None:
         """Write one audit event at once."""
-        with self.store.session() as session:
-            session.add(self._audit_row(record))
+        self.audit(record)
+        self.flush()
 
-    def flush_audit(self) -> None:
-        """Write the queued audit events in one transaction."""
-        if not self._pending_audit:
+    def flush(self) -> None:
+        """Write every waiting completion and queued audit event in one transaction."""
+        if not self._completions and not self._pending_audit:
             return
-        pending, self._pending_audit = self._pending_audit, []
-        with self.store.session() as session:
-            session.add_all([self._audit_row(r) for r in pending])
+        with self._waiting() as waiting, self.store.transaction() as connection:
+            self._write(connection, waiting)

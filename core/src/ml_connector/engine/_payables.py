@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,14 +78,26 @@ class PayableSync:
         # Each record's link and open intent, read for a whole page at once; an entry is used
         # once, so a record seen twice in a run is looked up afresh the second time.
         self._known: dict[str, tuple[RecordLinkRow | None, bool]] = {}
+        # How many pages in work hold each record id.
+        self._in_work: Counter[str] = Counter()
 
     # --- The stream --------------------------------------------------------------------------
 
     async def sync(self, window: ChangeWindow) -> None:
-        """Bring every payable changed in ``window`` to the sink, or to the exception queue."""
-        async for page in self._pages(window):
-            await self._page(page)
-            self._run.ledger.flush_audit()
+        """Bring every payable changed in ``window`` to the sink, or to the exception queue.
+
+        A page starts while the one before it finishes, so the sink's slots do not sit idle at
+        every page end; at most two pages are in work. The cursor moves only after the whole
+        window, so finishing pages out of order is safe.
+        """
+        async with task_group() as group:
+            previous: asyncio.Task[None] | None = None
+            async for page in self._pages(window):
+                current = group.create_task(self._page(page))
+                if previous is not None:
+                    await previous
+                    self._run.ledger.flush()
+                previous = current
 
     async def _pages(self, window: ChangeWindow) -> AsyncIterator[PayablePage]:
         run = self._run
@@ -119,14 +132,26 @@ class PayableSync:
         # A record twice on one page is handled once, as its last version: in bulk mode both
         # copies would otherwise be drafted before either is created.
         items = list({p.source_id: p for p in page.items}.values())
-        self._known = run.ledger.known(_BILL, [p.source_id for p in items])
-        creates: list[_Create] = []
-        async with task_group() as group:
-            for payable in items:
-                group.create_task(self._guarded(payable, creates))
-        async with task_group() as group:
-            for start in range(0, len(creates), self._bulk_size):
-                group.create_task(self._create_batch(creates[start : start + self._bulk_size]))
+        ids = [p.source_id for p in items]
+        # A record also on the page still in work is looked up when its turn comes (under its
+        # per-record hold): read now, its link could predate the other page's create of it.
+        self._known.update(run.ledger.known(_BILL, [i for i in ids if i not in self._in_work]))
+        self._in_work.update(ids)
+        try:
+            creates: list[_Create] = []
+            async with task_group() as group:
+                for payable in items:
+                    group.create_task(self._guarded(payable, creates))
+            async with task_group() as group:
+                for start in range(0, len(creates), self._bulk_size):
+                    batch = creates[start : start + self._bulk_size]
+                    group.create_task(self._create_batch(batch))
+        finally:
+            self._in_work.subtract(ids)
+            for i in ids:
+                if self._in_work[i] <= 0:
+                    del self._in_work[i]
+                    self._known.pop(i, None)
 
     # --- One payable -------------------------------------------------------------------------
 
@@ -215,7 +240,9 @@ class PayableSync:
     async def _create_batch(self, batch: Sequence[_Create]) -> None:
         """Create new bills; a refused batch is split until the bad bill stands alone."""
         run = self._run
-        run.ledger.begin_intents(_BILL, [(c.draft.payable.source_id, c.version) for c in batch])
+        await run.ledger.begin_intents(
+            _BILL, [(c.draft.payable.source_id, c.version) for c in batch]
+        )
         try:
             results = await self._send(batch)
             # The limiter slot is free now: let the task waiting for it send its call before

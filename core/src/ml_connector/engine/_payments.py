@@ -76,7 +76,7 @@ class PaymentSync:
             async with task_group() as group:
                 for payment in page.items:
                     group.create_task(self.sync_one(payment))
-            run.ledger.flush_audit()
+            run.ledger.flush()
             token = page.next_page_token
             if token is None:
                 return
@@ -168,7 +168,7 @@ class PaymentSync:
             reference=payment.reference or payment.sink_id,
         )
         version = fingerprint(application)
-        ledger.begin_intents(_PAYMENT, [(key, version)])
+        await ledger.begin_intents(_PAYMENT, [(key, version)])
         # record_payment looks before it writes (the contract asks it to), so a plain retry
         # after a lost response cannot post twice.
         result = await run.source_read(lambda: run.source.record_payment(posting))

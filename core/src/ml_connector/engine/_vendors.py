@@ -60,7 +60,7 @@ class VendorSync:
             self._complete(vendor, result, version, "updated")
             run.count("vendors_updated")
             return result.sink_id
-        ledger.begin_intents(_VENDOR, [(vendor.source_id, version)])
+        await ledger.begin_intents(_VENDOR, [(vendor.source_id, version)])
         result = await run.write(
             run.sink_limiter,
             lambda: sink.upsert_vendor(vendor, None),

@@ -214,6 +214,8 @@ class WebhookReceiver:
         return outcome
 
     def _mark_processed(self, event_id: str) -> None:
+        # What the event recorded is durable before the event counts as processed.
+        self._engine.ledger.flush()
         with self._store.session() as session:
             row = session.exec(
                 select(WebhookEventRow)

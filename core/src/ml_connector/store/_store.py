@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlmodel import Session
@@ -11,10 +12,10 @@ from sqlmodel import Session
 from ml_connector.store import _connections, _locks, _secrets
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from types import TracebackType
 
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
     from ml_connector.store._tables import ConnectionRow
 
@@ -108,6 +109,42 @@ class Store:
             except BaseException:
                 s.rollback()
                 raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction on SQLAlchemy Core, for per-record hot paths.
+
+        Same guarantees as :meth:`session` (committed when the block ends, rolled back if it
+        raises, the SQLite write lock taken at the start) without the ORM's per-row work.
+
+        Yields:
+            A SQLAlchemy connection inside the transaction.
+        """
+        with self._writer.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def transaction_async(self) -> AsyncIterator[Connection]:
+        """Like :meth:`transaction`, but the commit runs in a worker thread.
+
+        The commit is where the durable write happens (SQLite's fsync, PostgreSQL's round trip)
+        and the event loop has better things to do meanwhile: answer the responses that free the
+        sink's slots. The statements themselves still run in the caller's thread.
+
+        Yields:
+            A SQLAlchemy connection inside the transaction.
+        """
+        connection = self._writer.connect()
+        try:
+            transaction = connection.begin()
+            try:
+                yield connection
+            except BaseException:
+                transaction.rollback()
+                raise
+            await asyncio.to_thread(transaction.commit)
+        finally:
+            connection.close()
 
     # --- Connections ---------------------------------------------------------------------------
 

@@ -325,10 +325,13 @@ async def sync(
     transports: dict[str, httpx.AsyncBaseTransport] | None,
     bulk: bool,
     on_start: Callable[[], None] | None = None,
+    bill_requests_per_hour: int = BILL_REQUESTS_PER_HOUR,
 ) -> tuple[RunSummary, float, float]:
     """One run of the connection's engine: its summary, wall seconds and this process's CPU s.
 
     ``on_start`` is called just before the run (after both sides are opened).
+    ``bill_requests_per_hour`` is the BILL budget the engine keeps to (the plugin declares BILL's
+    real one): a benchmark that raises the emulator's budget raises this one with it.
     """
     async with open_engine(
         made.store,
@@ -339,6 +342,10 @@ async def sync(
         transports=transports,
         limiters=LimiterPool(),
     ) as engine:
+        limiter = engine.run_context.sink_limiter
+        limiter.limits = limiter.limits.model_copy(
+            update={"requests_per_hour": bill_requests_per_hour}
+        )
         if on_start is not None:
             on_start()
         cpu, started = cpu_seconds(), time.perf_counter()

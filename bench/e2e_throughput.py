@@ -12,6 +12,12 @@ child process: in production they are remote servers, so their CPU is not the co
 ``cpu_s`` is the engine process's alone. ``--emulators inprocess`` runs them on the engine's event
 loop through httpx's ASGI transport, where the emulators' CPU counts against the engine.
 
+``bill_create_round_trip_ms`` is what one create takes as the client sees it: the latency plus
+both HTTP stacks and the time the engine's event loop takes to read the answer.
+``create_slot_busy_share`` is the share of BILL's 3 slots the creates kept busy, and
+``ceiling_ratio_to_cap`` the ratio a client with every slot always busy and every create as fast
+as the fastest one would reach.
+
 BILL's hourly budget (20,000 requests, ``--bill-requests-per-hour``) stops a single-create sync
 above about 19,900 bills.
 
@@ -31,6 +37,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -53,6 +61,45 @@ from _world import emit, machine, progress
 
 from ml_connector.store import Store
 
+_CREATES: list[float] = []
+
+
+def _time_bill_creates() -> None:
+    """Wrap httpx's send to note how long each single bill create takes, as the client sees it.
+
+    The BILL emulator answers a request once its latency is over, but the round trip the client
+    sees also holds the HTTP stack on both ends and the time the engine's event loop takes to
+    read the answer: the slots' real turnover.
+    """
+    original = httpx.AsyncClient.send
+
+    async def timed(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await original(self, request, **kwargs)
+        finally:
+            if request.method == "POST" and request.url.path.endswith("/v3/bills"):
+                _CREATES.append(time.perf_counter() - started)
+
+    httpx.AsyncClient.send = timed  # type: ignore[method-assign]
+
+
+def _round_trips(seconds: float, latency: float) -> dict[str, Any]:
+    if not _CREATES:
+        return {}
+    trips = sorted(_CREATES)
+    return {
+        "bill_create_round_trip_ms": {
+            "min": round(trips[0] * 1000, 2),
+            "p50": round(trips[len(trips) // 2] * 1000, 2),
+            "mean": round(sum(trips) / len(trips) * 1000, 2),
+        },
+        # The share of BILL's slots the creates kept busy, and the ratio a client would reach
+        # with every slot always busy and every create as fast as the fastest one.
+        "create_slot_busy_share": round(sum(trips) / (BILL_IN_FLIGHT * seconds), 3),
+        "ceiling_ratio_to_cap": round(latency / trips[0], 3) if latency else None,
+    }
+
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -71,7 +118,7 @@ def _arguments() -> argparse.Namespace:
         "--bill-requests-per-hour",
         type=int,
         default=BILL_REQUESTS_PER_HOUR,
-        help="the BILL emulator's hourly request budget (BILL: 20,000)",
+        help="BILL's hourly request budget, emulator and engine (the real one is 20,000)",
     )
     parser.add_argument(
         "--time-store", action="store_true", help="time the state store's transactions"
@@ -133,7 +180,14 @@ async def _first_run(args: argparse.Namespace, emulators: Running, made: State) 
     latency = args.latency_ms / 1000
     emulators.reset()
     progress(f"first run: {args.latency_ms} ms, bulk={args.bulk}")
-    summary, seconds, cpu = await sync(made, emulators.transports, args.bulk, _reset_store_figures)
+    _CREATES.clear()
+    summary, seconds, cpu = await sync(
+        made,
+        emulators.transports,
+        args.bulk,
+        _reset_store_figures,
+        bill_requests_per_hour=args.bill_requests_per_hour,
+    )
     if summary.status != "succeeded":
         raise SystemExit(f"first run {summary.status}: {summary.error}")
     routes = emulators.routes()
@@ -151,6 +205,7 @@ async def _first_run(args: argparse.Namespace, emulators: Running, made: State) 
         "bills_per_s": round(created / seconds, 1),
         "cap_bills_per_s": round(cap, 1) if cap else None,
         "ratio_to_cap": round(created / seconds / cap, 3) if cap else None,
+        **_round_trips(seconds, latency),
         "bill_write_calls": data_writes(bill),
         "bill_bill_creates": sum(n for r, n in bill_writes.items() if "/bills" in r),
         "bill_vendor_creates": sum(n for r, n in bill_writes.items() if "/vendors" in r),
@@ -166,7 +221,9 @@ async def _first_run(args: argparse.Namespace, emulators: Running, made: State) 
 async def _rerun(args: argparse.Namespace, emulators: Running, made: State) -> dict[str, Any]:
     emulators.reset()
     progress("rerun with no changes")
-    summary, seconds, cpu = await sync(made, emulators.transports, args.bulk)
+    summary, seconds, cpu = await sync(
+        made, emulators.transports, args.bulk, bill_requests_per_hour=args.bill_requests_per_hour
+    )
     routes = emulators.routes()
     bill, erp = routes["bill"], routes["erp"]
     return {
@@ -208,6 +265,7 @@ def main() -> None:
     args = _arguments()
     if args.time_store:
         _time_store()
+    _time_bill_creates()
     extra = {SINK: {"requests_per_hour": args.bill_requests_per_hour}}
     seeding = Seeding(args.source, args.bills, args.latency_ms / 1000, extra)
     progress(f"seeding {args.source} with {args.bills} bills ({args.emulators})")

@@ -115,8 +115,10 @@ class World:
             self.erp.close()
             self.sink.close()
 
-    def engine(self, **options: Any) -> AbstractAsyncContextManager[SyncEngine]:
-        """The connection's engine, with fast retries and a private limiter pool."""
+    def engine(
+        self, limiters: LimiterPool | None = None, **options: Any
+    ) -> AbstractAsyncContextManager[SyncEngine]:
+        """The connection's engine, with fast retries and (by default) a private limiter pool."""
         options.setdefault("retry", FAST_RETRY)
         return open_engine(
             self.store,
@@ -124,12 +126,12 @@ class World:
             self.registry,
             NAME,
             options=SyncOptions(**options),
-            limiters=LimiterPool(),
+            limiters=limiters or LimiterPool(),
         )
 
-    async def sync(self, **options: Any) -> RunSummary:
+    async def sync(self, limiters: LimiterPool | None = None, **options: Any) -> RunSummary:
         """One run of the connection."""
-        async with self.engine(**options) as engine:
+        async with self.engine(limiters, **options) as engine:
             return await engine.run()
 
     # --- What the sink holds -----------------------------------------------------------------

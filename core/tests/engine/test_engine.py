@@ -8,10 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from core.tests.engine.harness import World
+from core.tests.engine.harness import ORG, World
 from sqlmodel import select
 
 from ml_connector import hookimpl
+from ml_connector.description import ConcurrencyLimits
+from ml_connector.engine import LimiterPool
 from ml_connector.models import BillDraft, PaymentStatus
 from ml_connector.store import ConnectionBusyError, ExceptionItemRow, RunStatus
 from ml_connector.testing import ErpStatus, FaultKind, SeedSpec
@@ -272,6 +274,24 @@ async def test_an_exhausted_budget_stops_the_run_not_every_record(
     assert not [e for e in exceptions(world).values() if "wait" in e.reason]
     world.sink.faults.clear()
     resumed = await world.sync(bulk=False)  # the cursor stayed: nothing is skipped
+    assert resumed.status is RunStatus.SUCCEEDED, resumed.error
+    world.assert_exactly_once(data)
+
+
+async def test_a_spent_hourly_budget_stops_the_run_instead_of_waiting_the_hour(
+    tmp_path: Path, spec: SeedSpec
+) -> None:
+    world, data = World.create(tmp_path, spec)
+    # The sink's own hourly budget, as the engine enforces it: 40 calls, then an hour's wait.
+    pool = LimiterPool()
+    pool.get("reference_sink", ORG, ConcurrencyLimits(max_in_flight=3, requests_per_hour=40))
+
+    stopped = await world.sync(pool, bulk=False)
+
+    assert stopped.status is RunStatus.FAILED
+    assert "reference_sink's budget of 40 requests an hour is spent" in (stopped.error or "")
+    assert not [e for e in exceptions(world).values() if "budget" in e.reason]
+    resumed = await world.sync(bulk=False)  # a new hour: the cursor stayed, nothing is skipped
     assert resumed.status is RunStatus.SUCCEEDED, resumed.error
     world.assert_exactly_once(data)
 

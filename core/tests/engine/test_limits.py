@@ -4,6 +4,7 @@ import pytest
 
 from ml_connector.description import ConcurrencyLimits
 from ml_connector.engine import LimiterPool, RequestLimiter
+from ml_connector.errors import BudgetExhaustedError
 
 
 async def test_in_flight_calls_never_exceed_the_limit_and_slots_stay_busy() -> None:
@@ -46,6 +47,33 @@ async def test_hourly_budget_waits_for_the_oldest_call_to_age_out(
     async with limiter.slot():
         pass
     assert slept == [3600 - 20]
+
+
+async def test_a_budget_wait_longer_than_a_run_waits_raises_instead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    limiter = RequestLimiter(
+        ConcurrencyLimits(requests_per_hour=1), clock=lambda: now[0], system="bill"
+    )
+    async with limiter.slot(max_wait=60):
+        now[0] += 3500
+    with pytest.raises(BudgetExhaustedError, match="bill's budget of 1 requests an hour") as caught:
+        async with limiter.slot(max_wait=60):  # the next request may go in 100 s
+            pytest.fail("the slot was given")
+    assert caught.value.retry_after == pytest.approx(100)
+    assert slept == []
+    now[0] += 50
+    async with limiter.slot(max_wait=60):  # 50 s: within what a run waits
+        pass
+    assert slept == [pytest.approx(50)]
 
 
 def test_the_pool_shares_one_limiter_per_system_and_scope() -> None:

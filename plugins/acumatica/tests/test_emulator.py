@@ -266,6 +266,15 @@ def test_ml_connector_emulate_acumatica_serves_until_stopped() -> None:
     assert code == 0
 
 
+def test_the_demo_seeds_more_bills_than_five_digit_invoice_numbers() -> None:
+    emu = emulator()
+    emu.seed_demo(91_000, seed=3)  # 90,000 five-digit numbers: this hung before
+
+    eligible = emu.eligible_bills()
+    assert len(eligible) == 5 + 91_000
+    assert len({invoice for _, invoice in eligible}) == len(eligible)
+
+
 def test_demo_source_for_ml_connector_demo() -> None:
     demo_source = getattr(pytest.importorskip("ml_connector.emulation"), "DemoSource", None)
     if demo_source is None:

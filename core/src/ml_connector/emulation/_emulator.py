@@ -42,7 +42,9 @@ class EmulatorOptions:
     """Knobs every emulator has.
 
     Attributes:
-        latency: Seconds every request spends in the emulator (the network and the server).
+        latency: Seconds every request spends in the emulator (the network and the server),
+            its handling included: the request is handled on arrival and answered once the
+            latency is over (or once the handling is, if that takes longer).
         seed: Seeds generated data and random faults, so runs are reproducible.
         clock: The emulator's "now" (session expiry, change times); tests move a fake clock.
         session_idle_seconds: Overrides the system's session idle timeout (seconds in tests).
@@ -113,8 +115,8 @@ class Emulator(abc.ABC):
             await self._app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        if self.latency:
-            await asyncio.sleep(self.latency)
+        loop = asyncio.get_running_loop()
+        answer_at = loop.time() + self.latency
         action = self.faults.match(method, path)
         status = 0
 
@@ -122,6 +124,10 @@ class Emulator(abc.ABC):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # The latency is the whole time a request spends here, its handling included:
+                # the answer leaves when it is over (or when the handling is, if that is longer).
+                if (remaining := answer_at - loop.time()) > 0:
+                    await asyncio.sleep(remaining)
             await send(message)
 
         async def discarding_send(message: Message) -> None:

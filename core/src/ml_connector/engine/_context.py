@@ -101,7 +101,7 @@ class RunContext:
         """A read: retried on throttling and transient errors, one limiter slot per attempt."""
 
         async def attempt() -> T:
-            async with limiter.slot():
+            async with limiter.slot(self.options.retry.max_delay):
                 return await call()
 
         return await self.options.retry.call(attempt)
@@ -121,7 +121,7 @@ class RunContext:
 
         async def attempt() -> T:
             try:
-                async with limiter.slot():
+                async with limiter.slot(self.options.retry.max_delay):
                     return await create()
             except TransientError:
                 found = await self.read(limiter, find)

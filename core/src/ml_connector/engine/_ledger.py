@@ -1,21 +1,22 @@
 """What the engine remembers about one connection: cursors, links, intents, audit, exceptions.
 
-Every method is one short transaction. The order of writes is what makes a run safe to kill:
+Every method is at most one short transaction. The order of writes is what makes a run safe to
+kill:
 
-1. :meth:`Ledger.begin_intent` is committed *before* a create is sent to the other system;
+1. :meth:`Ledger.begin_intents` is committed *before* a create is sent to the other system;
 2. :meth:`Ledger.complete` records the other system's id, the fingerprint, the closed intent and
    the audit event together after the create answered;
 3. a cursor moves only after every record of its window went through 2 or into the exception
-   queue.
+   queue, in the same transaction as the last of them.
 
 A crash between 1 and 2 leaves an open intent, which the next attempt at the same record finds and
 reconciles by looking the record up in the other system before creating anything.
 
-Completions are therefore written a little late: they wait in memory and go with the next
-transaction the ledger makes anyway (the next intent, an exception, a cursor, the page's audit
-events), so one bill costs one commit instead of two. A completion lost to a crash is the case
-above, and every read of links, intents or exceptions writes the waiting ones first, so the ledger
-always reads what it was told.
+Completions are therefore written a little late: they wait in memory (at most ``_MAX_WAITING``)
+and go with the next transaction the ledger makes anyway (the next intent, an exception, a cursor,
+the page's audit events), so one bill costs one commit instead of two. A completion lost to a
+crash is the case above; a read of links, intents or exceptions about a record with a waiting
+completion writes it first, so the ledger reads what it was told.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ class Ledger:
 
     def link(self, object_type: str, source_id: str) -> RecordLinkRow | None:
         """The sink counterpart of a source record, if this connection made one."""
-        self.flush()
+        self._flush_waiting_for(object_type, {source_id})
         with self.store.session(read_only=True) as session:
             return session.exec(
                 select(RecordLinkRow)
@@ -191,7 +192,8 @@ class Ledger:
 
     def link_by_sink_id(self, object_type: str, sink_id: str) -> RecordLinkRow | None:
         """The source record behind a sink record, if this connection made it."""
-        self.flush()
+        if any(c.object_type == object_type and c.sink_id == sink_id for c in self._completions):
+            self.flush()
         with self.store.session(read_only=True) as session:
             return session.exec(
                 select(RecordLinkRow)
@@ -202,7 +204,7 @@ class Ledger:
 
     def open_intent(self, object_type: str, source_id: str) -> WriteIntentRow | None:
         """An unfinished create for this record, left by an earlier attempt."""
-        self.flush()
+        self._flush_waiting_for(object_type, {source_id})
         with self.store.session(read_only=True) as session:
             return session.exec(
                 select(WriteIntentRow)
@@ -278,6 +280,15 @@ class Ledger:
         if len(self._completions) >= _MAX_WAITING:
             self.flush()
 
+    def _flush_waiting_for(self, object_type: str, source_ids: set[str]) -> None:
+        """Write the waiting completions first if any of them is about these records.
+
+        A read of other records needs no write: the ones waiting cannot change its answer.
+        """
+        waiting = self._completions
+        if any(c.object_type == object_type and c.source_id in source_ids for c in waiting):
+            self.flush()
+
     @contextmanager
     def _waiting(self) -> Iterator[_Waiting]:
         """Take the waiting completions and audit events for the transaction in the block.
@@ -320,7 +331,7 @@ class Ledger:
         store's work for an unchanged rerun.
         """
         ids = list(source_ids)
-        self.flush()
+        self._flush_waiting_for(object_type, set(ids))
         with self.store.session(read_only=True) as session:
             links = {
                 row.source_id: row

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from ml_connector.description import ConcurrencyLimits
+from ml_connector.errors import BudgetExhaustedError
 
 __all__ = ["LimiterPool", "RequestLimiter"]
 
@@ -31,9 +32,13 @@ class RequestLimiter:
     """
 
     def __init__(
-        self, limits: ConcurrencyLimits, clock: Callable[[], float] = time.monotonic
+        self,
+        limits: ConcurrencyLimits,
+        clock: Callable[[], float] = time.monotonic,
+        system: str = "the system",
     ) -> None:
         self.limits = limits
+        self.system = system
         self._slots = asyncio.Semaphore(limits.max_in_flight) if limits.max_in_flight else None
         self._started: deque[float] = deque()
         self._clock = clock
@@ -41,7 +46,7 @@ class RequestLimiter:
         self.in_flight = 0
         self.peak_in_flight = 0
 
-    async def _spend_budget(self) -> None:
+    async def _spend_budget(self, max_wait: float | None) -> None:
         budget = self.limits.requests_per_hour
         if budget is None:
             return
@@ -53,12 +58,27 @@ class RequestLimiter:
                 if len(self._started) < budget:
                     self._started.append(now)
                     return
-                await asyncio.sleep(_HOUR - (now - self._started[0]))
+                wait = _HOUR - (now - self._started[0])
+                if max_wait is not None and wait > max_wait:
+                    raise BudgetExhaustedError(
+                        f"{self.system}'s budget of {budget} requests an hour is spent; the next "
+                        f"request may go in {wait:.0f} s, longer than a run waits "
+                        f"({max_wait:.0f} s): the run stops here and the next one resumes",
+                        system=self.system,
+                        retry_after=wait,
+                    )
+                await asyncio.sleep(wait)
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one slot for the duration of a call."""
-        await self._spend_budget()
+    async def slot(self, max_wait: float | None = None) -> AsyncIterator[None]:
+        """Hold one slot for the duration of a call.
+
+        Args:
+            max_wait: The longest the hourly budget may make the call wait; beyond it the call
+                raises :class:`~ml_connector.errors.BudgetExhaustedError` instead of waiting
+                (``None``: wait as long as it takes).
+        """
+        await self._spend_budget(max_wait)
         if self._slots is None:
             yield
             return
@@ -82,5 +102,5 @@ class LimiterPool:
         key = (system, scope)
         limiter = self._limiters.get(key)
         if limiter is None:
-            limiter = self._limiters[key] = RequestLimiter(limits)
+            limiter = self._limiters[key] = RequestLimiter(limits, system=system)
         return limiter

@@ -72,6 +72,8 @@ class RetryPolicy:
         """
         try:
             return await self._call(fn)
+        except BudgetExhaustedError:
+            raise
         except ThrottledError as exc:
             if exc.retry_after is None or exc.retry_after <= self.max_delay:
                 raise

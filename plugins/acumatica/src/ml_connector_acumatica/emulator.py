@@ -437,12 +437,15 @@ def _seed(books: Books, rng: random.Random, now: datetime, extra_bills: int, bra
         for _ in range(extra_bills)
     ]
     used: set[str] = set()
+    # Five digits while they are plenty; a range ten times the bills beyond that, so that drawing
+    # an unused number stays quick (90,000 five-digit numbers cannot number 100,000 bills).
+    top = max(99_999, 10_000 + 10 * (len(fixed) + len(generated)))
 
     def invoice_number() -> str:
         # A vendor's invoice numbers are unique: with the vendor, the bill's natural key in BILL.
-        number = f"INV-{rng.randint(10_000, 99_999)}"
+        number = f"INV-{rng.randint(10_000, top)}"
         while number in used:
-            number = f"INV-{rng.randint(10_000, 99_999)}"
+            number = f"INV-{rng.randint(10_000, top)}"
         used.add(number)
         return number
 

@@ -29,51 +29,51 @@ async def test_in_flight_calls_never_exceed_the_limit_and_slots_stay_busy() -> N
     assert entered == 10
 
 
-async def test_hourly_budget_waits_for_the_oldest_call_to_age_out(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [0.0]
-    slept: list[float] = []
+class FakeClock:
+    """A clock that only ``asyncio.sleep`` (and the test) moves; it notes every sleep."""
 
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
 
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
-    limiter = RequestLimiter(ConcurrencyLimits(requests_per_hour=2), clock=lambda: now[0])
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(asyncio, "sleep", fake.sleep)
+    return fake
+
+
+async def test_hourly_budget_waits_for_the_oldest_call_to_age_out(clock: FakeClock) -> None:
+    limiter = RequestLimiter(ConcurrencyLimits(requests_per_hour=2), clock=clock)
     for _ in range(2):
         async with limiter.slot():
-            now[0] += 10
+            clock.now += 10
     async with limiter.slot():
         pass
-    assert slept == [3600 - 20]
+    assert clock.slept == [3600 - 20]
 
 
-async def test_a_budget_wait_longer_than_a_run_waits_raises_instead(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [0.0]
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
-    limiter = RequestLimiter(
-        ConcurrencyLimits(requests_per_hour=1), clock=lambda: now[0], system="bill"
-    )
+async def test_a_budget_wait_longer_than_a_run_waits_raises_instead(clock: FakeClock) -> None:
+    limiter = RequestLimiter(ConcurrencyLimits(requests_per_hour=1), clock=clock, system="bill")
     async with limiter.slot(max_wait=60):
-        now[0] += 3500
+        clock.now += 3500
     with pytest.raises(BudgetExhaustedError, match="bill's budget of 1 requests an hour") as caught:
         async with limiter.slot(max_wait=60):  # the next request may go in 100 s
             pytest.fail("the slot was given")
     assert caught.value.retry_after == pytest.approx(100)
-    assert slept == []
-    now[0] += 50
+    assert clock.slept == []
+    clock.now += 50
     async with limiter.slot(max_wait=60):  # 50 s: within what a run waits
         pass
-    assert slept == [pytest.approx(50)]
+    assert clock.slept == [pytest.approx(50)]
 
 
 def test_the_pool_shares_one_limiter_per_system_and_scope() -> None:

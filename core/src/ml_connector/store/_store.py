@@ -137,14 +137,17 @@ class Store:
         connection = self._writer.connect()
         try:
             transaction = connection.begin()
-            try:
-                yield connection
-            except BaseException:
-                transaction.rollback()
-                raise
-            await asyncio.to_thread(transaction.commit)
-        finally:
-            connection.close()
+            yield connection
+        except BaseException:
+            connection.close()  # rolls the transaction back
+            raise
+        # Handed to the thread at once, not at the loop's next turn: until it commits, the
+        # transaction holds SQLite's write lock, and a writer on the loop would wait for it.
+        commit = asyncio.get_running_loop().run_in_executor(None, transaction.commit)
+        # A cancelled caller cannot stop a commit under way in its thread: the connection is
+        # closed when the commit is over, never under it.
+        commit.add_done_callback(lambda _: connection.close())
+        await asyncio.shield(commit)
 
     # --- Connections ---------------------------------------------------------------------------
 

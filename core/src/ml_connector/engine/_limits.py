@@ -29,6 +29,7 @@ class RequestLimiter:
     Args:
         limits: The system's declared limits.
         clock: A monotonic clock in seconds (injectable for tests).
+        system: The system's key, named in the error a spent budget raises.
     """
 
     def __init__(

@@ -152,12 +152,11 @@ def _timed(original: Callable[..., Any]) -> Callable[..., Any]:
 def _time_store() -> None:
     """Add up the time the event loop spends in state transactions.
 
-    Wraps ``Store.session`` and, where it exists, ``Store.transaction`` (the SQLAlchemy Core path
-    the engine's per-record ledger writes take); a transaction opened any other way is missed.
+    Wraps ``Store.session`` and ``Store.transaction``. The intents' ``Store.transaction_async``
+    is not counted: its commit runs in a worker thread, not on the loop.
     """
     for name in ("session", "transaction"):
-        if hasattr(Store, name):
-            setattr(Store, name, _timed(getattr(Store, name)))
+        setattr(Store, name, _timed(getattr(Store, name)))
 
 
 def _reset_store_figures() -> None:

@@ -14,6 +14,8 @@ from sqlalchemy.engine import Transaction
 from ml_connector.store import CursorRow
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from ml_connector.store import Store
 
 CURSOR = CursorRow.__table__  # type: ignore[attr-defined]
@@ -34,20 +36,34 @@ def cursors(store: Store) -> int:
         return int(session.execute(select(func.count()).select_from(CURSOR)).scalar_one())
 
 
-def test_a_transaction_commits_at_the_end_of_its_block(store: Store, connection_id: int) -> None:
+def add_cursor(connection: Connection, connection_id: int, stream: str) -> None:
+    connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": stream})
+
+
+def write(store: Store, connection_id: int, stream: str, *, fail: bool = False) -> None:
+    """Add one cursor row in a transaction; ``fail`` raises before the commit."""
     with store.transaction() as connection:
-        connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": "a"})
+        add_cursor(connection, connection_id, stream)
+        if fail:
+            raise RuntimeError("boom")
+
+
+async def write_async(store: Store, connection_id: int, stream: str, *, fail: bool = False) -> None:
+    """:func:`write` with ``transaction_async``."""
+    async with store.transaction_async() as connection:
+        add_cursor(connection, connection_id, stream)
+        if fail:
+            raise RuntimeError("boom")
+
+
+def test_a_transaction_commits_at_the_end_of_its_block(store: Store, connection_id: int) -> None:
+    write(store, connection_id, "a")
     assert cursors(store) == 1
 
 
 def test_a_transaction_that_raises_writes_nothing(store: Store, connection_id: int) -> None:
-    def write_then_fail() -> None:
-        with store.transaction() as connection:
-            connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": "a"})
-            raise RuntimeError("boom")
-
     with pytest.raises(RuntimeError):
-        write_then_fail()
+        write(store, connection_id, "a", fail=True)
     assert cursors(store) == 0
 
 
@@ -62,8 +78,7 @@ async def test_the_async_transaction_commits_in_another_thread(
         commit(self)
 
     monkeypatch.setattr(Transaction, "commit", noting)
-    async with store.transaction_async() as connection:
-        connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": "a"})
+    await write_async(store, connection_id, "a")
     assert threads
     assert threading.current_thread().name not in threads
     assert cursors(store) == 1
@@ -72,13 +87,8 @@ async def test_the_async_transaction_commits_in_another_thread(
 async def test_an_async_transaction_that_raises_writes_nothing(
     store: Store, connection_id: int
 ) -> None:
-    async def write_then_fail() -> None:
-        async with store.transaction_async() as connection:
-            connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": "a"})
-            raise RuntimeError("boom")
-
     with pytest.raises(RuntimeError):
-        await write_then_fail()
+        await write_async(store, connection_id, "a", fail=True)
     assert cursors(store) == 0
 
 
@@ -96,11 +106,7 @@ async def test_a_caller_cancelled_during_the_commit_leaves_it_to_finish(
 
     monkeypatch.setattr(Transaction, "commit", slow)
 
-    async def write() -> None:
-        async with store.transaction_async() as connection:
-            connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": "a"})
-
-    task = asyncio.create_task(write())
+    task = asyncio.create_task(write_async(store, connection_id, "a"))
     assert await asyncio.to_thread(committing.wait, 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -109,23 +115,17 @@ async def test_a_caller_cancelled_during_the_commit_leaves_it_to_finish(
     assert await asyncio.to_thread(committed.wait, 10)
     await asyncio.sleep(0)  # the commit's done-callback closes the connection
     assert cursors(store) == 1
-    async with store.transaction_async() as connection:  # the store goes on
-        connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": "b"})
+    await write_async(store, connection_id, "b")  # the store goes on
     assert cursors(store) == 2
 
 
 async def test_a_writer_on_the_loop_waits_only_for_the_commit_itself(
     store: Store, connection_id: int
 ) -> None:
-    async def write() -> None:
-        async with store.transaction_async() as connection:
-            connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": "a"})
-
-    task = asyncio.create_task(write())
+    task = asyncio.create_task(write_async(store, connection_id, "a"))
     await asyncio.sleep(0)  # the task ran up to its commit, which holds SQLite's write lock
     # Synchronous, on the loop: it must get the lock once the thread commits, which it can
     # only do if the commit went to its thread before the loop's next turn.
-    with store.transaction() as connection:
-        connection.execute(insert(CURSOR), {"connection_id": connection_id, "stream": "b"})
+    write(store, connection_id, "b")
     await task
     assert cursors(store) == 2

@@ -22,6 +22,7 @@ completion writes it first, so the ledger reads what it was told.
 from __future__ import annotations
 
 import asyncio
+import json
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -241,16 +242,20 @@ class Ledger:
             with self._waiting() as waiting:
                 async with self.store.transaction_async() as connection:
                     self._write(connection, waiting)
-                    for source_id, version in items:
-                        statements.open_intent(
-                            connection,
-                            self._intent_key(object_type, source_id, version),
-                            self.connection_id,
-                            object_type,
-                            source_id,
-                            version,
-                            now,
-                        )
+                    statements.open_intents(
+                        connection,
+                        [
+                            {
+                                "p_key": self._intent_key(object_type, source_id, version),
+                                "p_connection": self.connection_id,
+                                "p_type": object_type,
+                                "p_source": source_id,
+                                "p_version": version,
+                                "p_now": now,
+                            }
+                            for source_id, version in items
+                        ],
+                    )
 
     def _write_lock(self) -> asyncio.Lock:
         # One per event loop: an asyncio lock must not outlive the loop it was used on (the
@@ -307,16 +312,24 @@ class Ledger:
 
     def _write(self, connection: Connection, waiting: _Waiting) -> None:
         """Write taken completions and audit events in the caller's transaction."""
-        cid, audit = self.connection_id, []
+        cid = self.connection_id
+        links, resolved = [], []
         for done in waiting.completions:
-            kind, source_id, sink_id = done.object_type, done.source_id, done.sink_id
-            statements.write_link(
-                connection, cid, kind, source_id, sink_id, done.fingerprint, done.at
-            )
-            statements.close_intents(connection, cid, kind, source_id, sink_id, done.at)
-            if source_id in self._unresolved_ids(kind):
-                statements.resolve_exception(connection, cid, kind, source_id, done.at)
-            audit.append(self._audit_values(done.audit, done.at))
+            row = {
+                "p_connection": cid,
+                "p_type": done.object_type,
+                "p_source": done.source_id,
+                "p_sink": done.sink_id,
+                "p_fingerprint": done.fingerprint,
+                "p_now": done.at,
+            }
+            links.append(row)
+            if done.source_id in self._unresolved_ids(done.object_type):
+                resolved.append(row)
+        statements.write_links(connection, links)
+        statements.close_intents(connection, links)
+        statements.resolve_exceptions(connection, resolved)
+        audit = [self._audit_values(done.audit, done.at) for done in waiting.completions]
         audit.extend(self._audit_values(record, at) for record, at in waiting.audit)
         statements.insert_audit(connection, audit)
 
@@ -522,7 +535,7 @@ class Ledger:
             "outcome": record.outcome,
             "error": record.error,
             "payload_digest": record.payload_digest,
-            "plugin_versions": self.plugin_versions,
+            "plugin_versions": json.dumps(self.plugin_versions),
         }
 
     def audit(self, record: AuditRecord) -> None:

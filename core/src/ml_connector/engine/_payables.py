@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ml_connector.description import Capability
 from ml_connector.engine._context import SingleFlight, as_record_error, task_group
-from ml_connector.engine._fingerprint import fingerprint
+from ml_connector.engine._fingerprint import canonical_json, digest
 from ml_connector.engine._ledger import AuditRecord
 from ml_connector.engine._vendors import VendorSync
 from ml_connector.errors import (
@@ -38,14 +38,28 @@ STREAM = "payables"
 _NOT_CONTENT = {"modified_at", "source_status"}
 
 
+def payable_content(payable: Payable) -> str:
+    """The canonical text of what a payable says, not of when the ERP last touched it."""
+    return canonical_json(payable.model_dump(mode="json", exclude=_NOT_CONTENT))
+
+
 def content_digest(payable: Payable) -> str:
-    """The digest of what a payable says, not of when the ERP last touched it."""
-    return fingerprint(payable, exclude=_NOT_CONTENT)
+    """The digest of what a payable says (:func:`payable_content`)."""
+    return digest(payable_content(payable))
 
 
-def draft_version(draft: BillDraft) -> str:
-    """The content version of a draft: what the sink would hold."""
-    return fingerprint(draft, exclude={"payable": _NOT_CONTENT, "existing_sink_id": True})
+def draft_version(draft: BillDraft, content: str | None = None) -> str:
+    """The content version of a draft: what the sink would hold.
+
+    The digest of the draft's canonical JSON without ``existing_sink_id`` and the payable's
+    non-content fields, assembled around ``content`` (the payable's :func:`payable_content`,
+    made once per payable for its audit digest too) instead of dumping the payable again.
+    """
+    if content is None:
+        content = payable_content(draft.payable)
+    lines = canonical_json([line.model_dump(mode="json") for line in draft.lines])
+    vendor = canonical_json(draft.vendor_sink_id)
+    return digest(f'{{"lines":{lines},"payable":{content},"vendor_sink_id":{vendor}}}')
 
 
 @dataclass(frozen=True)
@@ -184,16 +198,19 @@ class PayableSync:
     async def _prepare(self, payable: Payable) -> _Create | None:
         """Decide what the payable needs; do updates and reconciliations right away."""
         run, ledger = self._run, self._run.ledger
-        digest = content_digest(payable)
-        ledger.audit(AuditRecord(_BILL, "fetched", "ok", payable.source_id, payload_digest=digest))
-        if payable.source_id in self._ignored and self._ignored[payable.source_id] == digest:
+        content = payable_content(payable)
+        content_id = digest(content)
+        ledger.audit(
+            AuditRecord(_BILL, "fetched", "ok", payable.source_id, payload_digest=content_id)
+        )
+        if payable.source_id in self._ignored and self._ignored[payable.source_id] == content_id:
             ledger.audit(AuditRecord(_BILL, "skipped_ignored", "ok", payable.source_id))
             run.count("bills_ignored")
             return None
         lines = self._coder.code(payable)
         vendor_id = await self._vendors.ensure(payable.vendor)
         draft = BillDraft(payable=payable, vendor_sink_id=vendor_id, lines=lines)
-        version = draft_version(draft)
+        version = draft_version(draft, content)
         known = self._known.pop(payable.source_id, None)
         if known is None:
             link = ledger.link(_BILL, payable.source_id)

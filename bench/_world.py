@@ -26,6 +26,7 @@ import ml_connector.testing as testing_package
 from ml_connector.connections import SideInput, create_connection
 from ml_connector.description import PluginInfo
 from ml_connector.engine import LimiterPool, RetryPolicy, RunSummary, SyncOptions, open_engine
+from ml_connector.engine._loop import event_loop_factory
 from ml_connector.registry import Registry
 from ml_connector.store import Store, open_store
 from ml_connector.testing import (
@@ -180,6 +181,8 @@ def machine() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        # The event loop run_async chose (ML_CONNECTOR_LOOP=asyncio measures asyncio's own).
+        "loop": "asyncio" if event_loop_factory() is None else "uvloop",
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         # Other work on the machine (test suites, builds) shows up here and slows wall times.
         "loadavg_1m": round(os.getloadavg()[0], 2),

@@ -29,6 +29,7 @@ from typing import Any
 from ml_connector.context import ConnectionContext
 from ml_connector.description import Role
 from ml_connector.emulation import EmulatorOptions
+from ml_connector.engine import run_async
 from ml_connector.models import Address, BillDraft, BillDraftLine, Payable, PayableLine, Vendor
 from ml_connector_bill import plugin
 from ml_connector_bill.emulator import BillEmulator
@@ -168,7 +169,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     """Run the benchmark and print its JSON line."""
-    result = asyncio.run(_measure(_arguments()))
+    result = run_async(_measure(_arguments()))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -22,7 +22,6 @@ Prints one JSON line per bill count on stdout (progress goes to stderr).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import subprocess
 import sys
@@ -33,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _emulated import SINK, Seeding, start_emulators, state, sync
 from _world import emit, machine, progress
+
+from ml_connector.engine import run_async
 
 FLAT = 1.5  # the largest count's engine RSS may be at most this times the smallest's
 
@@ -80,7 +81,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
             before = _status_mb("VmRSS")
             reset = _reset_peak()
             run = sync(made, None, args.bulk, bill_requests_per_hour=args.bill_requests_per_hour)
-            summary, seconds, cpu = asyncio.run(run)
+            summary, seconds, cpu = run_async(run)
             peak = _status_mb("VmHWM")
         check = emulators.check()
     records = max(summary.counts.get("payables_read", 0), 1)

@@ -12,7 +12,7 @@ child process: in production they are remote servers, so their CPU is not the co
 ``cpu_s`` is the engine process's alone. ``--emulators inprocess`` runs them on the engine's event
 loop through httpx's ASGI transport, where the emulators' CPU counts against the engine.
 
-``bill_create_round_trip_ms`` is what one create takes as the client sees it: the latency plus
+``bill_create_round_trip_ms`` is how long one create holds one of BILL's slots: the latency plus
 both HTTP stacks and the time the engine's event loop takes to read the answer.
 ``create_slot_busy_share`` is the share of BILL's 3 slots the creates kept busy, and
 ``ceiling_ratio_to_cap`` the ratio a client with every slot always busy and every create as fast
@@ -30,11 +30,11 @@ Prints one JSON line on stdout (progress goes to stderr).
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextvars
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,29 +59,42 @@ from _emulated import (
 )
 from _world import emit, machine, progress
 
+from ml_connector.engine import RequestLimiter, run_async
 from ml_connector.store import Store
 
 _CREATES: list[float] = []
+_CREATING: contextvars.ContextVar[bool] = contextvars.ContextVar("creating", default=False)
 
 
 def _time_bill_creates() -> None:
-    """Wrap httpx's send to note how long each single bill create takes, as the client sees it.
+    """Note how long each single bill create holds one of BILL's slots.
 
-    The BILL emulator answers a request once its latency is over, but the round trip the client
-    sees also holds the HTTP stack on both ends and the time the engine's event loop takes to
-    read the answer: the slots' real turnover.
+    The BILL plugin's requests hold the slot (``per_request``) from before the request leaves
+    until its answer is read: the latency, both HTTP stacks and the time the engine's event loop
+    takes to read the answer. That is the slots' real turnover.
     """
-    original = httpx.AsyncClient.send
+    send, slot = httpx.AsyncClient.send, RequestLimiter.slot
 
-    async def timed(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+    async def marked(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> Any:
+        creating = request.method == "POST" and request.url.path.endswith("/v3/bills")
+        token = _CREATING.set(creating)
         try:
-            return await original(self, request, **kwargs)
+            return await send(self, request, **kwargs)
         finally:
-            if request.method == "POST" and request.url.path.endswith("/v3/bills"):
-                _CREATES.append(time.perf_counter() - started)
+            _CREATING.reset(token)
 
-    httpx.AsyncClient.send = timed  # type: ignore[method-assign]
+    @asynccontextmanager
+    async def timed(self: RequestLimiter, max_wait: float | None = None) -> AsyncIterator[None]:
+        async with slot(self, max_wait):
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                if _CREATING.get():
+                    _CREATES.append(time.perf_counter() - started)
+
+    httpx.AsyncClient.send = marked  # type: ignore[method-assign]
+    RequestLimiter.slot = timed  # type: ignore[method-assign]
 
 
 def _round_trips(seconds: float, latency: float) -> dict[str, Any]:
@@ -269,7 +282,7 @@ def main() -> None:
     seeding = Seeding(args.source, args.bills, args.latency_ms / 1000, extra)
     progress(f"seeding {args.source} with {args.bills} bills ({args.emulators})")
     with start_emulators(seeding, in_process=args.emulators == "inprocess") as emulators:
-        emit(asyncio.run(_measure(args, emulators)))
+        emit(run_async(_measure(args, emulators)))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ of a re-read with nothing to write.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import io
 import pstats
@@ -26,7 +25,7 @@ from typing import Any
 
 from _world import World, emit, machine, progress
 
-from ml_connector.engine import RunSummary
+from ml_connector.engine import RunSummary, run_async
 from ml_connector.testing import SeedSpec, reset_fakes
 
 
@@ -117,7 +116,7 @@ def main() -> None:
     args = _arguments()
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
         try:
-            result = asyncio.run(_measure(args, Path(tmp)))
+            result = run_async(_measure(args, Path(tmp)))
         finally:
             reset_fakes()
     emit(result)

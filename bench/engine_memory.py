@@ -20,7 +20,6 @@ same for ``engine_net_rss_kib``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import resource
@@ -35,6 +34,7 @@ from typing import Any
 
 from _world import World, emit, machine, progress
 
+from ml_connector.engine import run_async
 from ml_connector.models import ChangeWindow
 from ml_connector.testing import FakeErp, FakeSink, SeedSpec, reset_fakes
 
@@ -157,7 +157,7 @@ async def _child(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 def _run_child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         try:
-            result = asyncio.run(_child(args, Path(tmp)))
+            result = run_async(_child(args, Path(tmp)))
         finally:
             reset_fakes()
     emit(result)

@@ -32,6 +32,7 @@ from typing import Any
 
 from _world import SINK_WRITES, StageClock, World, emit, machine, progress
 
+from ml_connector.engine import run_async
 from ml_connector.testing import SeedSpec, reset_fakes
 
 CAP_IN_FLIGHT = 3
@@ -139,7 +140,7 @@ def main() -> None:
     args = _arguments()
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         try:
-            result = asyncio.run(_measure(args, Path(tmp)))
+            result = run_async(_measure(args, Path(tmp)))
         finally:
             reset_fakes()
     emit(result)

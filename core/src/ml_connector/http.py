@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
+from ml_connector._aiohttp_transport import AiohttpTransport
+
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["retry_after_seconds"]
+__all__ = ["AiohttpTransport", "retry_after_seconds"]
 
 
 def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:

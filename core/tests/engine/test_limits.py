@@ -3,7 +3,8 @@ import asyncio
 import pytest
 
 from ml_connector.description import ConcurrencyLimits
-from ml_connector.engine import LimiterPool, RequestLimiter
+from ml_connector.engine import LimiterPool, RequestLimiter, SyncOptions
+from ml_connector.engine._context import RunContext
 from ml_connector.errors import BudgetExhaustedError
 
 
@@ -97,3 +98,26 @@ def test_each_event_loop_shares_its_own_limiters() -> None:
 
     assert asyncio.run(pool()) is not asyncio.run(pool())
     assert asyncio.run(shared_within_one_loop())
+
+
+async def test_a_per_request_plugins_hook_calls_hold_no_slot() -> None:
+    """Its clients hold one per request instead; a slot per call too would deadlock them."""
+    per_call = RequestLimiter(ConcurrencyLimits(max_in_flight=1))
+    per_request = RequestLimiter(ConcurrencyLimits(max_in_flight=1, per_request=True))
+    # read and write use only the options and the limiter they are given
+    run = RunContext(None, None, None, SyncOptions(), per_call, per_request)  # type: ignore[arg-type]
+    seen: list[int] = []
+
+    async def call() -> str:
+        seen.append(per_call.in_flight + per_request.in_flight)
+        return "00n1"
+
+    async def find() -> None:
+        return None
+
+    assert await run.read(per_call, call) == "00n1"
+    assert await run.write(per_call, call, find) == "00n1"
+    assert await run.read(per_request, call) == "00n1"
+    assert await run.write(per_request, call, find) == "00n1"
+    assert seen == [1, 1, 0, 0]
+    assert (per_call.taken, per_request.taken) == (2, 0)

@@ -285,6 +285,19 @@ async def test_single_creates_too(tmp_path: Path) -> None:
     assert not [r for r in world.bill.log.records if r.path.endswith("/bulk")]
 
 
+async def test_each_bill_request_holds_a_slot_not_each_hook_call(tmp_path: Path) -> None:
+    """BILL counts requests: a sign-in and the chart of accounts are several per hook call."""
+    world = World.create(tmp_path, SeedSpec(seed=4, vendors=3, payables=25))
+    async with world.engine(bulk=False) as engine:
+        assert engine.run_context.sink.ctx.request_slot is not None
+        limiter = engine.run_context.sink_limiter
+        summary = await engine.run()
+    assert summary.status is RunStatus.SUCCEEDED, summary.error
+    served = len(world.bill.log.records)  # the sign-in, the catalog's pages, the logout on close
+    assert limiter.taken == served
+    world.assert_exactly_once()
+
+
 async def test_a_webhook_delivery_records_the_payment_once(tmp_path: Path) -> None:
     world = World.create(tmp_path, SeedSpec(seed=2, vendors=3, payables=20))
     vault = Vault.from_environment()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from ml_connector.cli._app import EXIT_FAILURE, AppContext, pass_app
 from ml_connector.cli._output import echo_json, echo_table
 from ml_connector.connections import SideInput, create_connection, open_connection
 from ml_connector.description import Role
+from ml_connector.engine import run_async
 from ml_connector.errors import ConfigurationError, ConnectorError
 from ml_connector.settings import describe_fields
 
@@ -270,7 +270,7 @@ def register(main: click.Group) -> None:
     @pass_app
     def ping(app: AppContext, name: str, as_json: bool) -> None:
         """Sign in to both systems of connection NAME and make one cheap call on each."""
-        results = asyncio.run(_ping(app, name))
+        results = run_async(_ping(app, name))
         if as_json:
             echo_json(results)
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,7 @@ import click
 
 from ml_connector.cli._app import EXIT_FAILURE, AppContext, pass_app
 from ml_connector.cli._output import echo_json
-from ml_connector.engine import RunSummary, SyncOptions, open_engine
+from ml_connector.engine import RunSummary, SyncOptions, open_engine, run_async
 from ml_connector.store import RunStatus
 
 if TYPE_CHECKING:
@@ -134,9 +133,9 @@ def register(main: click.Group) -> None:
         )
         if sys.stderr.isatty() and not as_json:
             with ProgressObserver(name) as observer:
-                summary = asyncio.run(_run(app, name, options, observer))
+                summary = run_async(_run(app, name, options, observer))
         else:
-            summary = asyncio.run(_run(app, name, options, PlainObserver(name)))
+            summary = run_async(_run(app, name, options, PlainObserver(name)))
         if as_json:
             echo_json(
                 {
@@ -163,7 +162,7 @@ def register(main: click.Group) -> None:
             async with open_engine(app.store, app.vault, app.registry, name) as engine:
                 return await engine.replay_payable(record)
 
-        counts = asyncio.run(go())
+        counts = run_async(go())
         done = {k: v for k, v in counts.items() if v and k.startswith(("bills_", "vendors_"))}
         click.echo(
             f"replayed {record}: "

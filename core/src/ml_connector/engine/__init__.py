@@ -7,6 +7,7 @@ payments flow back; state lives in the store so a killed run resumes without dup
 from ml_connector.engine._context import RunObserver, SyncOptions
 from ml_connector.engine._engine import RunSummary, SyncEngine
 from ml_connector.engine._limits import LimiterPool, RequestLimiter
+from ml_connector.engine._loop import run_async
 from ml_connector.engine._open import open_engine
 from ml_connector.engine._retry import RetryPolicy
 from ml_connector.engine._webhooks import (
@@ -29,4 +30,5 @@ __all__ = [
     "WebhookReceiver",
     "ensure_subscription",
     "open_engine",
+    "run_async",
 ]

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -101,7 +101,7 @@ class RunContext:
         """A read: retried on throttling and transient errors, one limiter slot per attempt."""
 
         async def attempt() -> T:
-            async with limiter.slot(self.options.retry.max_delay):
+            async with self._call_slot(limiter):
                 return await call()
 
         return await self.options.retry.call(attempt)
@@ -121,7 +121,7 @@ class RunContext:
 
         async def attempt() -> T:
             try:
-                async with limiter.slot(self.options.retry.max_delay):
+                async with self._call_slot(limiter):
                     return await create()
             except TransientError:
                 found = await self.read(limiter, find)
@@ -130,6 +130,12 @@ class RunContext:
                 raise
 
         return await self.options.retry.call(attempt)
+
+    def _call_slot(self, limiter: RequestLimiter) -> AbstractAsyncContextManager[None]:
+        """The slot a hook call holds: none where the plugin's requests hold their own."""
+        if limiter.limits.per_request:
+            return nullcontext()
+        return limiter.slot(self.options.retry.max_delay)
 
     async def sink_read(self, call: Callable[[], Awaitable[T]]) -> T:
         """A read from the sink."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -110,6 +111,15 @@ class SyncEngine:
             sink_limiter=_limiter(sink, pool),
             source_limiter=_limiter(source, pool),
         )
+        max_wait = self.run_context.options.retry.max_delay
+        for driver, limiter in (
+            (sink, self.run_context.sink_limiter),
+            (source, self.run_context.source_limiter),
+        ):
+            if driver.description.limits.per_request:
+                # Clients the plugin builds from now on hold a slot per request (the run's
+                # hook calls then hold none: see RunContext.read).
+                driver.ctx.request_slot = functools.partial(limiter.slot, max_wait)
         if observer is not None:
             self.run_context.observer = observer
 

@@ -3,8 +3,9 @@
 A plugin declares its system's limits (:class:`~ml_connector.description.ConcurrencyLimits`); the
 core keeps one :class:`RequestLimiter` per system and scope (for BILL: per organisation), shared
 by every connection in the process that talks to that scope. Every hook call that reaches the
-system takes one slot for its duration; clients make their requests within one call one after
-another, so calls in flight bound requests in flight.
+system takes one slot for its duration (clients make their requests within one call one after
+another, so calls in flight bound requests in flight), or, for a plugin whose limits are
+``per_request``, every HTTP request its clients make (``ml_connector._slot_transport``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RequestLimiter:
         self._budget_lock = asyncio.Lock()
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.taken = 0  # slots taken so far: calls, or requests for a per-request plugin
 
     async def _spend_budget(self, max_wait: float | None) -> None:
         budget = self.limits.requests_per_hour
@@ -81,9 +83,11 @@ class RequestLimiter:
         """
         await self._spend_budget(max_wait)
         if self._slots is None:
+            self.taken += 1
             yield
             return
         async with self._slots:
+            self.taken += 1
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:

@@ -123,7 +123,7 @@ def describe_plugin() -> PluginDescription:
         settings_model=AcumaticaSettings,
         credentials_model=AcumaticaCredentials,
         # Per-licence numbers are UNCONFIRMED (acumatica.md §8): 3 in flight per instance.
-        limits=ConcurrencyLimits(max_in_flight=3, scope_setting="instance_url"),
+        limits=ConcurrencyLimits(max_in_flight=3, scope_setting="instance_url", per_request=True),
         capabilities=frozenset({Capability.DIMENSIONS}),
     )
 

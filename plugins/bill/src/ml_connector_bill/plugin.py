@@ -177,6 +177,8 @@ def describe_plugin() -> PluginDescription:
             scope_setting="organization_id",
             requests_per_hour=REQUESTS_PER_HOUR,
             batch_size=BULK_BILLS_LIMIT,
+            # Every request goes through ctx.http_client: BILL counts requests, not hook calls.
+            per_request=True,
         ),
         capabilities=frozenset(
             {Capability.BULK_CREATE_BILLS, Capability.CREATE_ACCOUNTS, Capability.WEBHOOKS}

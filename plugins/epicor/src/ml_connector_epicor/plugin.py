@@ -357,7 +357,7 @@ def describe_plugin() -> PluginDescription:
         settings_model=EpicorSettings,
         credentials_model=EpicorCredentials,
         # No documented rate limit; keep concurrency low (epicor.md §4, §8: default 2).
-        limits=ConcurrencyLimits(max_in_flight=2, scope_setting="server_url"),
+        limits=ConcurrencyLimits(max_in_flight=2, scope_setting="server_url", per_request=True),
     )
 
 

@@ -1,0 +1,33 @@
+"""The event loop runs go on: uvloop where installed, asyncio's own on request."""
+
+import asyncio
+import sys
+
+import pytest
+
+from ml_connector.engine import run_async
+from ml_connector.engine._loop import LOOP_VARIABLE
+
+
+async def loop_module() -> str:
+    await asyncio.sleep(0)
+    return type(asyncio.get_running_loop()).__module__
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not exist on Windows")
+def test_runs_go_on_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(LOOP_VARIABLE, raising=False)
+    assert run_async(loop_module()).startswith("uvloop")
+
+
+def test_asyncios_own_loop_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LOOP_VARIABLE, "asyncio")
+    assert run_async(loop_module()).startswith("asyncio")
+
+
+def test_an_error_comes_out_as_from_asyncio_run() -> None:
+    async def fail() -> None:
+        raise LookupError("no such record")
+
+    with pytest.raises(LookupError, match="no such record"):
+        run_async(fail())

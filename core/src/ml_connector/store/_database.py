@@ -159,9 +159,11 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
+        # The wait first: switching a new file to WAL needs its lock, which another process
+        # opening it at the same moment may hold while it migrates (sqlite3's own wait is 5 s).
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
         # FULL, not WAL's usual NORMAL: a write intent must survive a power cut once committed,
         # or the bill it guards could be created twice. The connector waits on the network anyway.
         cursor.execute("PRAGMA synchronous=FULL")

@@ -118,6 +118,10 @@ class Ledger:
     # then added to): a finished write resolves its record's exception, and most never had one.
     _unresolved: dict[str, set[str]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Stamped on every audit row, encoded once (the statements take JSON columns encoded).
+        self._versions_json = json.dumps(self.plugin_versions)
+
     # --- Runs --------------------------------------------------------------------------------
 
     def start_run(self) -> int:
@@ -535,7 +539,7 @@ class Ledger:
             "outcome": record.outcome,
             "error": record.error,
             "payload_digest": record.payload_digest,
-            "plugin_versions": json.dumps(self.plugin_versions),
+            "plugin_versions": self._versions_json,
         }
 
     def audit(self, record: AuditRecord) -> None:

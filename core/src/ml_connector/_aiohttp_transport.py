@@ -1,11 +1,10 @@
 """httpx's transport interface over aiohttp's client.
 
 Plugins speak httpx (its request and response models, its ``MockTransport`` and ``ASGITransport``
-for tests). On the network, httpx's own transport (httpcore, h11, anyio) costs about 1.8 ms of
-CPU per request on the benchmark machine; aiohttp's C parser and plain asyncio streams do the
-same request in about 0.3 ms, and through this adapter, httpx's client layer included, in 0.7 ms
-(``bench/`` and BENCHMARKS.md). In a sync the event loop's CPU is what keeps BILL's three slots
-busy, so this is a third of a bill's cost.
+for tests). On the network, a request through httpx's own transport (httpcore, h11, anyio) costs
+the client about twice the CPU of one through this adapter over aiohttp's C parser, httpx's
+client layer included (``bench/http_transport.py``: 1.6 against 0.8 ms on the benchmark
+machine). In a sync, the event loop's CPU is what keeps BILL's three slots busy.
 
 What the adapter keeps of httpx's behaviour: cookies, redirects, auth, decoding and proxies stay
 with the httpx client (aiohttp's own cookie jar, redirects and decompression are off, so a

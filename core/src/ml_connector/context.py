@@ -61,7 +61,7 @@ class ConnectionContext:
         """Build an ``httpx.AsyncClient`` that honours :attr:`transport`.
 
         On the network the client sends through :class:`~ml_connector.http.AiohttpTransport`
-        (a third of the CPU per request of httpx's own transport), unless ``transport`` is
+        (half the CPU per request of httpx's own transport), unless ``transport`` is
         given here. With a :attr:`request_slot`, each request holds a slot while it is out.
 
         Args:

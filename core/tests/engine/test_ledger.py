@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy.engine import Transaction
 from sqlmodel import select
 
 from ml_connector.engine import _statements as statements
@@ -18,6 +20,7 @@ from ml_connector.store import (
     RecordLinkRow,
     RunStatus,
     WriteIntentRow,
+    WriteTransaction,
 )
 
 if TYPE_CHECKING:
@@ -219,11 +222,11 @@ async def test_a_failed_intent_commit_keeps_the_waiting_completions(
 ) -> None:
     ledger.complete("bill", "B1", "00n1", "fp1", _created("B1", "00n1"))
 
-    def refuse(self: Transaction) -> None:
+    def refuse(self: WriteTransaction) -> None:
         raise OSError("disk full")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Transaction, "commit", refuse)
+        patch.setattr(WriteTransaction, "commit", refuse)
         with pytest.raises(OSError, match="disk full"):
             await ledger.begin_intents("bill", [("B2", "v1")])
     assert _rows(ledger.store, RecordLinkRow) == []
@@ -232,3 +235,31 @@ async def test_a_failed_intent_commit_keeps_the_waiting_completions(
     await ledger.begin_intents("bill", [("B2", "v1")])
     assert [r.source_id for r in _rows(ledger.store, RecordLinkRow)] == ["B1"]
     assert [r.source_id for r in _rows(ledger.store, WriteIntentRow)] == ["B2"]
+
+
+async def test_an_intent_caller_cancelled_during_its_commit_writes_the_completions_once(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger.complete("bill", "B1", "00n1", "fp1", _created("B1", "00n1"))
+    committing, committed = threading.Event(), threading.Event()
+    commit = WriteTransaction.commit
+
+    def slow(self: WriteTransaction) -> None:
+        committing.set()
+        time.sleep(0.2)  # the thread's commit outlives the cancelled caller
+        commit(self)
+        committed.set()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(WriteTransaction, "commit", slow)
+        task = asyncio.create_task(ledger.begin_intents("bill", [("B2", "v1")]))
+        assert await asyncio.to_thread(committing.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await asyncio.to_thread(committed.wait, 10)
+    await asyncio.sleep(0)  # the transaction's outcome reaches the ledger
+
+    ledger.flush()
+    assert [r.source_id for r in _rows(ledger.store, WriteIntentRow)] == ["B2"]
+    assert [e.source_id for e in _rows(ledger.store, AuditEventRow)] == ["B1"]

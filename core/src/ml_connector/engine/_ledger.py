@@ -44,13 +44,13 @@ from ml_connector.store import (
     RunRow,
     RunStatus,
     WriteIntentRow,
+    WriteTransaction,
 )
 from ml_connector.store._types import utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Iterator, Sequence
 
-    from sqlalchemy import Connection
     from sqlmodel import Session
 
     from ml_connector.store import Store
@@ -87,6 +87,23 @@ class _Completion:
 class _Waiting:
     completions: list[_Completion]
     audit: list[tuple[AuditRecord, datetime]]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One transaction's writes, as the statements take them."""
+
+    links: list[dict[str, Any]] = field(default_factory=list)
+    resolved: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    intents: list[dict[str, Any]] = field(default_factory=list)
+
+    def execute(self, transaction: WriteTransaction) -> None:
+        statements.write_links(transaction, self.links)
+        statements.close_intents(transaction, self.links)
+        statements.resolve_exceptions(transaction, self.resolved)
+        statements.insert_audit(transaction, self.audit)
+        statements.open_intents(transaction, self.intents)
 
 
 # Completions held before they are written on their own: bounds what a crash costs in
@@ -170,7 +187,8 @@ class Ledger:
         """Move ``stream``'s cursor (only once its whole window is recorded)."""
         # In the cursor's own transaction: the window is recorded when the cursor moves.
         with self._waiting() as waiting, self.store.session() as session:
-            self._write(session.connection(), waiting)
+            transaction = WriteTransaction.within(session.connection())
+            self._rows(waiting).execute(transaction)
             row = session.exec(
                 select(CursorRow)
                 .where(CursorRow.connection_id == self.connection_id)
@@ -238,28 +256,34 @@ class Ledger:
         """Record that creates of ``(source_id, content_version)`` are about to be sent.
 
         Committed before it returns, so before the call; an intent that already exists counts
-        one more attempt. The commit runs off the event loop (see
-        :meth:`~ml_connector.store.Store.transaction_async`), one at a time.
+        one more attempt. The rows are made on the event loop and written in a worker thread
+        (see :meth:`~ml_connector.store.Store.write_in_thread`), one transaction at a time.
         """
         async with self._write_lock():
             now = utcnow()
-            with self._waiting() as waiting:
-                async with self.store.transaction_async() as connection:
-                    self._write(connection, waiting)
-                    statements.open_intents(
-                        connection,
-                        [
-                            {
-                                "p_key": self._intent_key(object_type, source_id, version),
-                                "p_connection": self.connection_id,
-                                "p_type": object_type,
-                                "p_source": source_id,
-                                "p_version": version,
-                                "p_now": now,
-                            }
-                            for source_id, version in items
-                        ],
-                    )
+            waiting = self._take_waiting()
+            rows = self._rows(waiting)
+            rows.intents.extend(
+                {
+                    "p_key": self._intent_key(object_type, source_id, version),
+                    "p_connection": self.connection_id,
+                    "p_type": object_type,
+                    "p_source": source_id,
+                    "p_version": version,
+                    "p_now": now,
+                }
+                for source_id, version in items
+            )
+            written = self.store.write_in_thread(rows.execute)
+
+            def settled(future: asyncio.Future[None]) -> None:
+                # Decided by the transaction, not by its caller: a caller cancelled while the
+                # thread commits must not have the completions written a second time.
+                if future.cancelled() or future.exception() is not None:
+                    self._give_back(waiting)
+
+            written.add_done_callback(settled)
+            await asyncio.shield(written)
 
     def _write_lock(self) -> asyncio.Lock:
         # One per event loop: an asyncio lock must not outlive the loop it was used on (the
@@ -298,6 +322,17 @@ class Ledger:
         if any(c.object_type == object_type and c.source_id in source_ids for c in waiting):
             self.flush()
 
+    def _take_waiting(self) -> _Waiting:
+        """Take the waiting completions and audit events for the next transaction."""
+        waiting = _Waiting(self._completions, self._pending_audit)
+        self._completions, self._pending_audit = [], []
+        return waiting
+
+    def _give_back(self, waiting: _Waiting) -> None:
+        """Return taken completions and events whose transaction failed, ahead of newer ones."""
+        self._completions[:0] = waiting.completions
+        self._pending_audit[:0] = waiting.audit
+
     @contextmanager
     def _waiting(self) -> Iterator[_Waiting]:
         """Take the waiting completions and audit events for the transaction in the block.
@@ -305,19 +340,17 @@ class Ledger:
         If the block raises (a statement or the commit failed), nothing of it is committed and
         they wait for the next transaction again, ahead of any that came meanwhile.
         """
-        waiting = _Waiting(self._completions, self._pending_audit)
-        self._completions, self._pending_audit = [], []
+        waiting = self._take_waiting()
         try:
             yield waiting
         except BaseException:
-            self._completions[:0] = waiting.completions
-            self._pending_audit[:0] = waiting.audit
+            self._give_back(waiting)
             raise
 
-    def _write(self, connection: Connection, waiting: _Waiting) -> None:
-        """Write taken completions and audit events in the caller's transaction."""
+    def _rows(self, waiting: _Waiting) -> _Rows:
+        """The rows that write taken completions and audit events."""
         cid = self.connection_id
-        links, resolved = [], []
+        rows = _Rows()
         for done in waiting.completions:
             row = {
                 "p_connection": cid,
@@ -327,15 +360,12 @@ class Ledger:
                 "p_fingerprint": done.fingerprint,
                 "p_now": done.at,
             }
-            links.append(row)
+            rows.links.append(row)
             if done.source_id in self._unresolved_ids(done.object_type):
-                resolved.append(row)
-        statements.write_links(connection, links)
-        statements.close_intents(connection, links)
-        statements.resolve_exceptions(connection, resolved)
-        audit = [self._audit_values(done.audit, done.at) for done in waiting.completions]
-        audit.extend(self._audit_values(record, at) for record, at in waiting.audit)
-        statements.insert_audit(connection, audit)
+                rows.resolved.append(row)
+        rows.audit.extend(self._audit_values(done.audit, done.at) for done in waiting.completions)
+        rows.audit.extend(self._audit_values(record, at) for record, at in waiting.audit)
+        return rows
 
     # --- Exceptions --------------------------------------------------------------------------
 
@@ -430,7 +460,8 @@ class Ledger:
         """Put a record in the exception queue (one entry per record) and audit the failure."""
         now = utcnow()
         with self._waiting() as waiting, self.store.session() as session:
-            self._write(session.connection(), waiting)
+            transaction = WriteTransaction.within(session.connection())
+            self._rows(waiting).execute(transaction)
             row = self._exception(session, object_type, source_id)
             if row is None:
                 row = ExceptionItemRow(
@@ -457,7 +488,7 @@ class Ledger:
                 error=reason if field_path is None else f"{field_path}: {reason}",
                 payload_digest=payload_digest,
             )
-            statements.insert_audit(session.connection(), [self._audit_values(failed, now)])
+            statements.insert_audit(transaction, [self._audit_values(failed, now)])
         self._unresolved_ids(object_type).add(source_id)
 
     def _exception(
@@ -557,5 +588,5 @@ class Ledger:
         """Write every waiting completion and queued audit event in one transaction."""
         if not self._completions and not self._pending_audit:
             return
-        with self._waiting() as waiting, self.store.transaction() as connection:
-            self._write(connection, waiting)
+        with self._waiting() as waiting, self.store.transaction() as transaction:
+            self._rows(waiting).execute(transaction)

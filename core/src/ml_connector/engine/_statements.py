@@ -6,8 +6,9 @@ three slots busy. Through the ORM that was about 4 ms of CPU per bill; through S
 ``Connection.execute`` it was still a fifth of the loop's time (per execution: the compiled-cache
 lookup, the execution context, the parameter processing). So each statement is built here with
 SQLAlchemy (the tables and dialects stay SQLAlchemy's business), compiled once per dialect, and
-executed with the driver's ``executemany`` inside the caller's SQLAlchemy transaction, with the
-column types' own bind processors (the UTC timestamps) applied to the values.
+executed with the driver's ``executemany`` inside a :meth:`~ml_connector.store.Store.transaction`
+(the driver's connection, no SQLAlchemy ``Connection`` either), with the column types' own bind
+processors (the UTC timestamps) applied to the values.
 
 Bound parameter names start with ``p_``: SQLAlchemy reserves the column names for the ``SET``
 clause of an ``UPDATE``.
@@ -33,9 +34,10 @@ from ml_connector.store import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql import ClauseElement
+
+    from ml_connector.store import WriteTransaction
 
 __all__ = [
     "AUDIT_COLUMNS",
@@ -185,44 +187,44 @@ def _compiled(statement: ClauseElement, dialect: Dialect, columns: Sequence[str]
 
 
 def _execute_many(
-    connection: Connection,
+    transaction: WriteTransaction,
     statement: ClauseElement,
     rows: Sequence[Mapping[str, Any]],
     columns: Sequence[str] = (),
 ) -> None:
     if not rows:
         return
-    compiled = _compiled(statement, connection.dialect, columns)
-    cursor = connection.connection.cursor()
+    compiled = _compiled(statement, transaction.dialect, columns)
+    cursor = transaction.cursor()
     try:
         cursor.executemany(compiled.sql, [compiled.parameters(row) for row in rows])
     finally:
         cursor.close()
 
 
-def write_links(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_links(transaction: WriteTransaction, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert or update links: ``p_connection, p_type, p_source, p_sink, p_fingerprint, p_now``."""
-    _execute_many(connection, _UPSERTS[connection.dialect.name][0], rows)
+    _execute_many(transaction, _UPSERTS[transaction.dialect.name][0], rows)
 
 
-def open_intents(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def open_intents(transaction: WriteTransaction, rows: Sequence[Mapping[str, Any]]) -> None:
     """Open intents, or reopen those with these keys counting one more attempt.
 
     Each row: ``p_key, p_connection, p_type, p_source, p_version, p_now``.
     """
-    _execute_many(connection, _UPSERTS[connection.dialect.name][1], rows)
+    _execute_many(transaction, _UPSERTS[transaction.dialect.name][1], rows)
 
 
-def close_intents(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def close_intents(transaction: WriteTransaction, rows: Sequence[Mapping[str, Any]]) -> None:
     """Mark records' open intents done: ``p_connection, p_type, p_source, p_sink, p_now``."""
-    _execute_many(connection, _CLOSE_INTENTS, rows)
+    _execute_many(transaction, _CLOSE_INTENTS, rows)
 
 
-def resolve_exceptions(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def resolve_exceptions(transaction: WriteTransaction, rows: Sequence[Mapping[str, Any]]) -> None:
     """Resolve records' open or retrying exceptions: ``p_connection, p_type, p_source, p_now``."""
-    _execute_many(connection, _RESOLVE_EXCEPTION, rows)
+    _execute_many(transaction, _RESOLVE_EXCEPTION, rows)
 
 
-def insert_audit(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def insert_audit(transaction: WriteTransaction, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert audit events, each a mapping of :data:`AUDIT_COLUMNS` (JSON ones encoded)."""
-    _execute_many(connection, _INSERT_AUDIT, rows, AUDIT_COLUMNS)
+    _execute_many(transaction, _INSERT_AUDIT, rows, AUDIT_COLUMNS)

@@ -41,7 +41,7 @@ from ml_connector.store._secrets import (
     iter_encrypted_secrets,
     reencrypt_secrets,
 )
-from ml_connector.store._store import Store
+from ml_connector.store._store import Store, WriteTransaction
 from ml_connector.store._tables import (
     AccountMappingRow,
     AuditEventRow,
@@ -83,6 +83,7 @@ __all__ = [
     "WebhookEventRow",
     "WebhookSubscriptionRow",
     "WriteIntentRow",
+    "WriteTransaction",
     "count_exceptions",
     "count_links",
     "count_open_intents",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from sqlmodel import Session
@@ -12,20 +13,48 @@ from sqlmodel import Session
 from ml_connector.store import _connections, _locks, _secrets
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import Callable, Iterator
     from types import TracebackType
 
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection, Dialect, Engine
+    from sqlalchemy.engine.interfaces import DBAPICursor
+    from sqlalchemy.pool import PoolProxiedConnection
 
     from ml_connector.store._tables import ConnectionRow
 
-__all__ = ["BEGIN_OPTION", "Store"]
+__all__ = ["BEGIN_OPTION", "Store", "WriteTransaction"]
 
 #: Execution option read by the SQLite ``begin`` hook: ``"IMMEDIATE"`` takes the write lock when
 #: the transaction starts, ``"DEFERRED"`` at the first write. A transaction that reads and then
 #: writes must start IMMEDIATE: a deferred one fails with "database is locked" if another process
 #: wrote in between, whatever the busy timeout.
 BEGIN_OPTION = "ml_connector_sqlite_begin"
+
+
+@dataclass(frozen=True)
+class WriteTransaction:
+    """A write transaction of :meth:`Store.transaction` on the database driver's connection.
+
+    Attributes:
+        dialect: The database's SQLAlchemy dialect, to compile statements for.
+        connection: The pooled DB-API connection the transaction is on.
+    """
+
+    dialect: Dialect
+    connection: PoolProxiedConnection
+
+    @classmethod
+    def within(cls, connection: Connection) -> WriteTransaction:
+        """The transaction a SQLAlchemy connection (a session's) is in, for the same statements."""
+        return cls(connection.dialect, connection.connection)
+
+    def cursor(self) -> DBAPICursor:
+        """A new DB-API cursor inside the transaction."""
+        return self.connection.cursor()
+
+    def commit(self) -> None:
+        """Commit the transaction (the store does, when its block ends)."""
+        self.connection.commit()
 
 
 class Store:
@@ -111,43 +140,59 @@ class Store:
                 raise
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One write transaction on SQLAlchemy Core, for per-record hot paths.
+    def transaction(self) -> Iterator[WriteTransaction]:
+        """One write transaction on the driver's own connection, for per-record hot paths.
 
         Same guarantees as :meth:`session` (committed when the block ends, rolled back if it
-        raises, the SQLite write lock taken at the start) without the ORM's per-row work.
+        raises, the SQLite write lock taken at the start) without SQLAlchemy's work per
+        transaction and per statement: the block runs statements compiled beforehand (see
+        :mod:`ml_connector.engine._statements`) on :meth:`WriteTransaction.cursor`.
 
         Yields:
-            A SQLAlchemy connection inside the transaction.
+            The transaction.
         """
-        with self._writer.begin() as connection:
-            yield connection
-
-    @asynccontextmanager
-    async def transaction_async(self) -> AsyncIterator[Connection]:
-        """Like :meth:`transaction`, but the commit runs in a worker thread.
-
-        The commit is where the durable write happens (SQLite's fsync, PostgreSQL's round trip)
-        and the event loop has better things to do meanwhile: answer the responses that free the
-        sink's slots. The statements themselves still run in the caller's thread.
-
-        Yields:
-            A SQLAlchemy connection inside the transaction.
-        """
-        connection = self._writer.connect()
+        transaction = self._begin()
         try:
-            transaction = connection.begin()
-            yield connection
+            yield transaction
+            transaction.commit()
+        finally:
+            transaction.connection.close()  # back to the pool, which rolls back what is left
+
+    def write_in_thread(
+        self, statements: Callable[[WriteTransaction], None]
+    ) -> asyncio.Future[None]:
+        """Start ``statements`` in one :meth:`transaction` in a worker thread.
+
+        The event loop that calls this has better things to do than the database's work: answer
+        the responses that free the sink's slots. In the thread, the driver works without the
+        GIL (SQLite's statements and fsync, PostgreSQL's round trips), so it runs beside the loop
+        on another core. ``statements`` should get values prepared on the loop and only run them.
+
+        Returns:
+            The transaction's future: done once committed, or failed with what ``statements``
+            or the commit raised (nothing committed). Await it through :func:`asyncio.shield`:
+            once the thread has started, the transaction commits or rolls back whole whatever
+            its caller does, and the future says which.
+        """
+
+        def transact() -> None:
+            with self.transaction() as transaction:
+                statements(transaction)
+
+        return asyncio.get_running_loop().run_in_executor(None, transact)
+
+    def _begin(self) -> WriteTransaction:
+        connection = self._writer.raw_connection()
+        try:
+            if self._engine.dialect.name == "sqlite":
+                # The connections run in autocommit mode (see _database._on_sqlite_connect), so
+                # the transaction is begun here, IMMEDIATE like every write transaction's.
+                connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+            # PostgreSQL's driver begins one itself at the first statement.
         except BaseException:
-            connection.close()  # rolls the transaction back
+            connection.close()
             raise
-        # Handed to the thread at once, not at the loop's next turn: until it commits, the
-        # transaction holds SQLite's write lock, and a writer on the loop would wait for it.
-        commit = asyncio.get_running_loop().run_in_executor(None, transaction.commit)
-        # A cancelled caller cannot stop a commit under way in its thread: the connection is
-        # closed when the commit is over, never under it.
-        commit.add_done_callback(lambda _: connection.close())
-        await asyncio.shield(commit)
+        return WriteTransaction(self._engine.dialect, connection)
 
     # --- Connections ---------------------------------------------------------------------------
 

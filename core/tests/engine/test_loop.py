@@ -1,6 +1,7 @@
 """The event loop runs go on: uvloop where installed, asyncio's own on request."""
 
 import asyncio
+import gc
 import sys
 
 import pytest
@@ -31,3 +32,13 @@ def test_an_error_comes_out_as_from_asyncio_run() -> None:
 
     with pytest.raises(LookupError, match="no such record"):
         run_async(fail())
+
+
+def test_the_objects_alive_at_the_start_wait_out_the_run_outside_the_collector() -> None:
+    assert gc.get_freeze_count() == 0
+
+    async def frozen() -> int:
+        return gc.get_freeze_count()
+
+    assert run_async(frozen()) > 0
+    assert gc.get_freeze_count() == 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from plugins.acumatica.tests.support import context, emulator, open_bills, read_all, requests_to
@@ -263,3 +265,32 @@ async def test_vendors_are_read_once_per_run(clock: ManualClock) -> None:
     items, _, _ = await read_all(ctx, everything(emu))
     vendors = {p.vendor.source_id for p in items}
     assert requests_to(emu, "GET", "/Vendor/") == len(vendors)
+
+
+async def test_a_page_is_converted_with_the_event_loop_running_in_between(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = emulator(clock, bills=30)
+    ctx = await signed_in(emu, page_size=50)
+    await read_all(ctx, everything(emu))  # vendors and subaccounts cached: no more HTTP in rows
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    turns_at_row: list[int] = []
+    read_bill = plugin._read_bill
+
+    async def noting(*args: Any) -> Any:
+        turns_at_row.append(turns)
+        return await read_bill(*args)
+
+    monkeypatch.setattr(plugin, "_read_bill", noting)
+    other = asyncio.create_task(other_work())
+    await plugin.list_changed_payables(ctx, everything(emu), None)
+    other.cancel()
+    assert len(turns_at_row) > 16
+    assert len(set(turns_at_row)) >= len(turns_at_row) // 8

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -303,3 +305,34 @@ async def test_a_page_token_of_another_window_is_refused() -> None:
         await plugin.list_changed_payables(ctx, other, page.next_page_token)
     with pytest.raises(ConfigurationError, match="not a page token"):
         await plugin.list_changed_payables(ctx, other, "garbage!")
+
+
+async def test_a_page_is_converted_with_the_event_loop_running_in_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emu = emulator()
+    chart = Chart(emu)
+    for i in range(1, 31):
+        chart.invoice(f"{i}.00")
+    ctx = context(emu, page_size=50)
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    turns_at_row: list[int] = []
+    to_payable = plugin.to_payable
+
+    def noting(*args: Any) -> Any:
+        turns_at_row.append(turns)
+        return to_payable(*args)
+
+    monkeypatch.setattr(plugin, "to_payable", noting)
+    other = asyncio.create_task(other_work())
+    await plugin.list_changed_payables(ctx, window(emu), None)
+    other.cancel()
+    assert len(turns_at_row) == 30
+    assert len(set(turns_at_row)) >= 30 // 8

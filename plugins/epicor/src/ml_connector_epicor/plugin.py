@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -71,6 +72,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("ml_connector_epicor")
+
+# A page's rows are converted a few at a time, letting the event loop run in between: in one
+# piece a page's conversion would hold up the answers that free BILL's slots meanwhile.
+_ROWS_PER_TURN = 8
 
 _STATE_KEY = "epicor_client"
 
@@ -424,7 +429,9 @@ async def list_changed_payables(
     page = await client.query_page(client.invoices_query(window.since), cursor, ("payables", None))
     wanted: list[dict[str, Any]] = []
     rejected: list[RejectedRecord] = []
-    for raw in page.rows:
+    for index, raw in enumerate(page.rows):
+        if index and index % _ROWS_PER_TURN == 0:
+            await asyncio.sleep(0)
         try:
             row = InvoiceRow.model_validate(raw)
         except ValidationError:
@@ -435,7 +442,9 @@ async def list_changed_payables(
     numbers = [n for n in (r.get("VendorNum") for r in wanted) if isinstance(n, int)]
     vendors = await client.vendors(numbers)
     items: list[Payable] = []
-    for raw in wanted:
+    for index, raw in enumerate(wanted):
+        if index and index % _ROWS_PER_TURN == 0:
+            await asyncio.sleep(0)
         view = to_payable(raw, vendors, settings)
         if isinstance(view, Payable):
             items.append(view)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -194,3 +195,13 @@ async def test_a_context_without_a_transport_reaches_the_network_through_aiohttp
     async with peer(echo) as url, context.http_client(url) as http:
         assert isinstance(http._transport, AiohttpTransport)
         assert (await http.get("/ping")).json()["line"] == "GET /ping HTTP/1.1"
+
+
+def test_certificates_are_checked_against_certifis_bundle_loaded_once() -> None:
+    first, second = AiohttpTransport(), AiohttpTransport()
+    context = first._ssl
+    assert isinstance(context, ssl.SSLContext)
+    assert context is second._ssl
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.cert_store_stats()["x509_ca"] > 0
+    assert AiohttpTransport(verify=False)._ssl is False

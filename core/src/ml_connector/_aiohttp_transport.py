@@ -15,6 +15,7 @@ become the httpx exceptions a plugin catches (:func:`_mapped`), every one a
 
 from __future__ import annotations
 
+import functools
 import ssl
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
 __all__ = ["AiohttpTransport"]
+
+
+@functools.cache
+def _certifi_context() -> ssl.SSLContext:
+    # Loading the bundle takes 20-30 ms; every client verifying against it can share the result.
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -49,10 +56,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         max_connections: int = 100,
         keepalive_expiry: float = 5.0,
     ) -> None:
-        if verify is True or isinstance(verify, str):
-            verify = ssl.create_default_context(
-                cafile=certifi.where() if verify is True else verify
-            )
+        if verify is True:
+            verify = _certifi_context()
+        elif isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
         self._ssl: ssl.SSLContext | bool = verify
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,7 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from ml_connector.store import Store, open_store
+from ml_connector.store import Store, WriteTransaction, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -83,3 +86,27 @@ def store(store_location: str) -> Iterator[Store]:
     """An open, migrated, empty store, disposed after the test."""
     with open_store(store_location) as opened:
         yield opened
+
+
+@dataclass
+class SlowCommits:
+    """Write transactions whose commit takes 0.2 s, and events for its start and end."""
+
+    committing: threading.Event = field(default_factory=threading.Event)
+    committed: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture
+def slow_commits(monkeypatch: pytest.MonkeyPatch) -> SlowCommits:
+    """Make every ``WriteTransaction`` commit slow, long enough to outlive a cancelled caller."""
+    slow = SlowCommits()
+    commit = WriteTransaction.commit
+
+    def commit_slowly(self: WriteTransaction) -> None:
+        slow.committing.set()
+        time.sleep(0.2)
+        commit(self)
+        slow.committed.set()
+
+    monkeypatch.setattr(WriteTransaction, "commit", commit_slowly)
+    return slow

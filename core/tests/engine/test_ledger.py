@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,8 @@ from ml_connector.store import (
 )
 
 if TYPE_CHECKING:
+    from core.tests.conftest import SlowCommits
+
     from ml_connector.store import Store
 
 
@@ -238,26 +238,15 @@ async def test_a_failed_intent_commit_keeps_the_waiting_completions(
 
 
 async def test_an_intent_caller_cancelled_during_its_commit_writes_the_completions_once(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+    ledger: Ledger, slow_commits: SlowCommits
 ) -> None:
     ledger.complete("bill", "B1", "00n1", "fp1", _created("B1", "00n1"))
-    committing, committed = threading.Event(), threading.Event()
-    commit = WriteTransaction.commit
-
-    def slow(self: WriteTransaction) -> None:
-        committing.set()
-        time.sleep(0.2)  # the thread's commit outlives the cancelled caller
-        commit(self)
-        committed.set()
-
-    with monkeypatch.context() as patch:
-        patch.setattr(WriteTransaction, "commit", slow)
-        task = asyncio.create_task(ledger.begin_intents("bill", [("B2", "v1")]))
-        assert await asyncio.to_thread(committing.wait, 10)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert await asyncio.to_thread(committed.wait, 10)
+    task = asyncio.create_task(ledger.begin_intents("bill", [("B2", "v1")]))
+    assert await asyncio.to_thread(slow_commits.committing.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(slow_commits.committed.wait, 10)
     await asyncio.sleep(0)  # the transaction's outcome reaches the ledger
 
     ledger.flush()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,6 +12,8 @@ from sqlalchemy import func, select
 from ml_connector.store import CursorRow, WriteTransaction
 
 if TYPE_CHECKING:
+    from core.tests.conftest import SlowCommits
+
     from ml_connector.store import Store
 
 CURSOR = CursorRow.__table__  # type: ignore[attr-defined]
@@ -110,26 +111,14 @@ async def test_a_transaction_in_a_thread_that_raises_writes_nothing(
 
 
 async def test_a_caller_cancelled_during_the_commit_leaves_it_to_finish(
-    store: Store, connection_id: int, monkeypatch: pytest.MonkeyPatch
+    store: Store, connection_id: int, slow_commits: SlowCommits
 ) -> None:
-    committing, committed = threading.Event(), threading.Event()
-    commit = WriteTransaction.commit
-
-    def slow(self: WriteTransaction) -> None:
-        committing.set()
-        time.sleep(0.2)  # the thread's commit outlives the cancelled caller
-        commit(self)
-        committed.set()
-
-    monkeypatch.setattr(WriteTransaction, "commit", slow)
-
     task = asyncio.create_task(write_async(store, connection_id, "a"))
-    assert await asyncio.to_thread(committing.wait, 10)
+    assert await asyncio.to_thread(slow_commits.committing.wait, 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    monkeypatch.undo()
-    assert await asyncio.to_thread(committed.wait, 10)
+    assert await asyncio.to_thread(slow_commits.committed.wait, 10)
     assert cursors(store) == 1
     await write_async(store, connection_id, "b")  # the store goes on
     assert cursors(store) == 2

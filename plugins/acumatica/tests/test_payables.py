@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,7 +11,7 @@ from plugins.acumatica.tests.support import context, emulator, open_bills, read_
 
 from ml_connector.errors import InvalidRecordError
 from ml_connector.models import ChangeWindow, DimensionKind
-from ml_connector.testing import ManualClock
+from ml_connector.testing import ManualClock, loop_turns
 from ml_connector_acumatica import plugin
 from ml_connector_acumatica.emulator import AcumaticaEmulator
 
@@ -273,24 +272,15 @@ async def test_a_page_is_converted_with_the_event_loop_running_in_between(
     emu = emulator(clock, bills=30)
     ctx = await signed_in(emu, page_size=50)
     await read_all(ctx, everything(emu))  # vendors and subaccounts cached: no more HTTP in rows
-    turns = 0
-
-    async def other_work() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
     turns_at_row: list[int] = []
     read_bill = plugin._read_bill
+    async with loop_turns() as turns:
 
-    async def noting(*args: Any) -> Any:
-        turns_at_row.append(turns)
-        return await read_bill(*args)
+        async def noting(*args: Any) -> Any:
+            turns_at_row.append(turns())
+            return await read_bill(*args)
 
-    monkeypatch.setattr(plugin, "_read_bill", noting)
-    other = asyncio.create_task(other_work())
-    await plugin.list_changed_payables(ctx, everything(emu), None)
-    other.cancel()
+        monkeypatch.setattr(plugin, "_read_bill", noting)
+        await plugin.list_changed_payables(ctx, everything(emu), None)
     assert len(turns_at_row) > 16
     assert len(set(turns_at_row)) >= len(turns_at_row) // 8

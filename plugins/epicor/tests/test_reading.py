@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,6 +12,7 @@ from plugins.epicor.tests.helpers import Chart, Recording, context, emulator, re
 
 from ml_connector.errors import ConfigurationError, InvalidRecordError
 from ml_connector.models import ChangeWindow
+from ml_connector.testing import loop_turns
 from ml_connector_epicor import plugin
 
 
@@ -315,24 +315,15 @@ async def test_a_page_is_converted_with_the_event_loop_running_in_between(
     for i in range(1, 31):
         chart.invoice(f"{i}.00")
     ctx = context(emu, page_size=50)
-    turns = 0
-
-    async def other_work() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
     turns_at_row: list[int] = []
     to_payable = plugin.to_payable
+    async with loop_turns() as turns:
 
-    def noting(*args: Any) -> Any:
-        turns_at_row.append(turns)
-        return to_payable(*args)
+        def noting(*args: Any) -> Any:
+            turns_at_row.append(turns())
+            return to_payable(*args)
 
-    monkeypatch.setattr(plugin, "to_payable", noting)
-    other = asyncio.create_task(other_work())
-    await plugin.list_changed_payables(ctx, window(emu), None)
-    other.cancel()
+        monkeypatch.setattr(plugin, "to_payable", noting)
+        await plugin.list_changed_payables(ctx, window(emu), None)
     assert len(turns_at_row) == 30
     assert len(set(turns_at_row)) >= 30 // 8

@@ -23,6 +23,7 @@ fake is opened by one process at a time.
 
 from ml_connector.testing._erp import FakeErp
 from ml_connector.testing._faults import FaultKind, Faults
+from ml_connector.testing._loop import loop_turns
 from ml_connector.testing._records import (
     ErpLine,
     ErpPayable,
@@ -88,6 +89,7 @@ __all__ = [
     "SinkVendor",
     "WebhookDelivery",
     "generate_data",
+    "loop_turns",
     "reset_fakes",
     "seed_erp",
     "seed_pair",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ from ml_connector.store import (
     metadata,
     open_store,
 )
+from ml_connector.store._database import _switch_to_wal
 from ml_connector.store._migrate import current_revisions, head_revisions, migration_transaction
 from ml_connector.store._store import BEGIN_OPTION
 from ml_connector.vault import default_key_file
@@ -188,6 +190,35 @@ def test_concurrent_opens_migrate_once(store_location: str) -> None:
     assert errors == []
     with open_store(store_location) as store:
         assert current_revisions(store.engine) == head_revisions()
+
+
+class _LockedTwice:
+    """A cursor whose first two statements find the database locked, as SQLite says it."""
+
+    def __init__(self, code: int = sqlite3.SQLITE_BUSY) -> None:
+        self.code = code
+        self.statements: list[str] = []
+
+    def execute(self, sql: str) -> None:
+        self.statements.append(sql)
+        if len(self.statements) <= 2:
+            error = sqlite3.OperationalError("database is locked")
+            error.sqlite_errorcode = self.code
+            raise error
+
+
+def test_switching_to_wal_is_tried_again_when_sqlite_answers_busy_without_waiting() -> None:
+    # Connections switching a new file at once get SQLITE_BUSY at once, not after the timeout.
+    cursor = _LockedTwice()
+    _switch_to_wal(cursor)  # type: ignore[arg-type]
+    assert cursor.statements == ["PRAGMA journal_mode=WAL"] * 3
+
+
+def test_other_errors_of_the_switch_to_wal_are_not_retried() -> None:
+    cursor = _LockedTwice(sqlite3.SQLITE_READONLY)
+    with pytest.raises(sqlite3.OperationalError):
+        _switch_to_wal(cursor)  # type: ignore[arg-type]
+    assert len(cursor.statements) == 1
 
 
 # --- Sessions and column types -----------------------------------------------------------------

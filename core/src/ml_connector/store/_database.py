@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,13 +164,32 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
         # The wait first: switching a new file to WAL needs its lock, which another process
         # opening it at the same moment may hold while it migrates (sqlite3's own wait is 5 s).
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         # FULL, not WAL's usual NORMAL: a write intent must survive a power cut once committed,
         # or the bill it guards could be created twice. The connector waits on the network anyway.
         cursor.execute("PRAGMA synchronous=FULL")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the file in WAL mode (once per file: the mode is stored in it), waiting for the lock.
+
+    The busy timeout does not always wait here: when connections opening a new file switch it
+    at the same moment, each holds a shared lock and wants the exclusive one, and SQLite answers
+    "database is locked" at once rather than let them wait on each other. So the switch is
+    retried until the timeout; another connection's switch usually ends the contention.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _on_sqlite_begin(connection: Connection) -> None:

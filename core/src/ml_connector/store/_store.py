@@ -184,7 +184,7 @@ class Store:
     def _begin(self) -> WriteTransaction:
         connection = self._writer.raw_connection()
         try:
-            if self._engine.dialect.name == "sqlite":
+            if self.backend == "sqlite":
                 # The connections run in autocommit mode (see _database._on_sqlite_connect), so
                 # the transaction is begun here, IMMEDIATE like every write transaction's.
                 connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]

@@ -6,6 +6,7 @@ from ml_connector.description import ConcurrencyLimits
 from ml_connector.engine import LimiterPool, RequestLimiter, SyncOptions
 from ml_connector.engine._context import RunContext
 from ml_connector.errors import BudgetExhaustedError
+from ml_connector.testing import loop_turns
 
 
 async def test_in_flight_calls_never_exceed_the_limit_and_slots_stay_busy() -> None:
@@ -28,6 +29,45 @@ async def test_in_flight_calls_never_exceed_the_limit_and_slots_stay_busy() -> N
     await asyncio.gather(*tasks)
     assert limiter.peak_in_flight == 3
     assert entered == 10
+
+
+async def test_a_freed_slot_sends_the_next_request_before_the_freeing_call_goes_on() -> None:
+    limiter = RequestLimiter(ConcurrencyLimits(max_in_flight=1))
+    events: list[str] = []
+    answered = asyncio.Event()
+
+    async def note(event: str) -> None:
+        events.append(event)
+
+    async def call(name: str) -> None:
+        async with limiter.slot():
+            # Written from a task of its own, as aiohttp writes a request on Python 3.11.
+            await asyncio.create_task(note(f"{name}'s request written"))
+            await answered.wait()
+        events.append(f"{name} handles its answer")
+
+    calls = [asyncio.create_task(call(name)) for name in ("first", "second")]
+    for _ in range(3):  # the first call takes the slot and writes; the second waits for it
+        await asyncio.sleep(0)
+    assert limiter.waiting == 1
+    answered.set()
+    await asyncio.gather(*calls)
+
+    assert events == [
+        "first's request written",
+        "second's request written",
+        "first handles its answer",
+        "second handles its answer",
+    ]
+    assert limiter.waiting == 0
+
+
+async def test_a_freed_slot_nobody_waits_for_costs_no_turn_of_the_loop() -> None:
+    limiter = RequestLimiter(ConcurrencyLimits(max_in_flight=1))
+    async with loop_turns() as turns:
+        async with limiter.slot():
+            pass
+        assert turns() == 0
 
 
 class FakeClock:

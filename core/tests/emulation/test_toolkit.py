@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from ml_connector.emulation import (
     encode_page_token,
     serve_in_thread,
 )
+from ml_connector.emulation._emulator import _sleep_until
 
 
 class Clock:
@@ -156,6 +159,30 @@ async def test_random_faults_are_seeded() -> None:
     assert pattern(1) == pattern(1)
     assert pattern(1) != pattern(2)
     assert 5 < sum(pattern(1)) < 35
+
+
+async def test_a_request_spends_the_latency_in_the_emulator() -> None:
+    emulator = Counter(EmulatorOptions(latency=0.03))
+    async with httpx.AsyncClient(transport=emulator.transport(), base_url="http://e") as client:
+        started = time.monotonic()
+        assert (await client.post("/api/items", json={"name": "a"})).status_code == 201
+        assert time.monotonic() - started >= 0.03
+
+
+def test_the_latency_is_never_cut_short_by_uvloops_millisecond_timers() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def lateness() -> list[float]:
+        late = []
+        for step in range(40):
+            # Deadlines between whole milliseconds, which uvloop rounds timers to.
+            deadline = time.monotonic() + 0.001 + step * 0.00013
+            await _sleep_until(deadline)
+            late.append(time.monotonic() - deadline)
+        return late
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert min(runner.run(lateness())) >= 0
 
 
 def test_a_hung_response_is_held_until_released() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,6 +32,23 @@ __all__ = ["Emulator", "EmulatorOptions"]
 
 # A path segment with a digit is an id ("/bills/00n123" -> "/bills/{id}"), except API versions.
 _ID_SEGMENT = re.compile(r"/(?!v\d+(?:/|$))[^/]*\d[^/]*")
+
+
+# An event loop's timers count whole milliseconds (uvloop's from the start of the loop's turn)
+# and can end a millisecond and more early; a thread's sleep is exact to tens of microseconds.
+_TIMER_SLACK = 0.002
+
+
+async def _sleep_until(deadline: float) -> None:
+    """Sleep until ``time.monotonic()`` reaches ``deadline``, never less.
+
+    The loop's timers wait all but the last stretch, which is slept in a thread.
+    """
+    while (left := deadline - time.monotonic()) > 0:
+        if left > _TIMER_SLACK:
+            await asyncio.sleep(left - _TIMER_SLACK)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, time.sleep, left)
 
 
 def _utcnow() -> datetime:
@@ -115,8 +133,7 @@ class Emulator(abc.ABC):
             await self._app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        loop = asyncio.get_running_loop()
-        answer_at = loop.time() + self.latency
+        answer_at = time.monotonic() + self.latency
         action = self.faults.match(method, path)
         status = 0
 
@@ -126,8 +143,7 @@ class Emulator(abc.ABC):
                 status = message["status"]
                 # The latency is the whole time a request spends here, its handling included:
                 # the answer leaves when it is over (or when the handling is, if that is longer).
-                if (remaining := answer_at - loop.time()) > 0:
-                    await asyncio.sleep(remaining)
+                await _sleep_until(answer_at)
             await send(message)
 
         async def discarding_send(message: Message) -> None:

@@ -44,7 +44,13 @@ class RunningEmulator:
 
 def _config(emulator: Emulator, port: int) -> uvicorn.Config:
     return uvicorn.Config(
-        emulator, host=LOOPBACK, port=port, log_level="warning", lifespan="off", access_log=False
+        emulator,
+        host=LOOPBACK,
+        port=port,
+        http="httptools",
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
     )
 
 

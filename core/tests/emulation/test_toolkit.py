@@ -22,11 +22,12 @@ from ml_connector.emulation import (
     FaultAction,
     RateWindow,
     SessionStore,
+    _emulator,
     decode_page_token,
     encode_page_token,
     serve_in_thread,
 )
-from ml_connector.emulation._emulator import _sleep_until
+from ml_connector.emulation._emulator import ARRIVAL, _sleep_until
 
 
 class Clock:
@@ -167,6 +168,46 @@ async def test_a_request_spends_the_latency_in_the_emulator() -> None:
         started = time.monotonic()
         assert (await client.post("/api/items", json={"name": "a"})).status_code == 201
         assert time.monotonic() - started >= 0.03
+
+
+async def test_the_latency_counts_from_the_requests_arrival(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answered_at: list[float] = []
+
+    async def note(deadline: float) -> None:
+        answered_at.append(deadline)
+
+    monkeypatch.setattr(_emulator, "_sleep_until", note)
+    emulator = Counter(EmulatorOptions(latency=0.5))
+    arrival = time.monotonic() - 0.2
+
+    async def server(scope: Any, receive: Any, send: Any) -> None:
+        scope["extensions"] = {ARRIVAL: {"monotonic": arrival}}
+        await emulator(scope, receive, send)
+
+    transport = httpx.ASGITransport(app=server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://e") as client:
+        await client.get("/api/items")
+    assert answered_at == [arrival + 0.5]
+
+
+def test_a_served_request_carries_its_arrival() -> None:
+    waits: list[float] = []
+
+    class Noting(Counter):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                waits.append(time.monotonic() - scope["extensions"][ARRIVAL]["monotonic"])
+            await super().__call__(scope, receive, send)
+
+    running = serve_in_thread(Noting())
+    try:
+        assert httpx.get(running.base_url + "/items").status_code == 200
+    finally:
+        running.stop()
+    assert len(waits) == 1
+    assert waits[0] >= 0
 
 
 def test_the_latency_is_never_cut_short_by_uvloops_millisecond_timers() -> None:

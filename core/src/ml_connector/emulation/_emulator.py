@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
     from starlette.types import Message, Receive, Scope, Send
 
-__all__ = ["Emulator", "EmulatorOptions"]
+__all__ = ["ARRIVAL", "Emulator", "EmulatorOptions"]
+
+ARRIVAL = "ml_connector.arrival"
+"""The ASGI scope extension a server puts the request's arrival in: ``{"monotonic": seconds}``."""
 
 # A path segment with a digit is an id ("/bills/00n123" -> "/bills/{id}"), except API versions.
 _ID_SEGMENT = re.compile(r"/(?!v\d+(?:/|$))[^/]*\d[^/]*")
@@ -62,7 +65,8 @@ class EmulatorOptions:
     Attributes:
         latency: Seconds every request spends in the emulator (the network and the server),
             its handling included: the request is handled on arrival and answered once the
-            latency is over (or once the handling is, if that takes longer).
+            latency is over (or once the handling is, if that takes longer). Served on loopback,
+            it counts from the request's first bytes; in process, from the ASGI call.
         seed: Seeds generated data and random faults, so runs are reproducible.
         clock: The emulator's "now" (session expiry, change times); tests move a fake clock.
         session_idle_seconds: Overrides the system's session idle timeout (seconds in tests).
@@ -133,7 +137,8 @@ class Emulator(abc.ABC):
             await self._app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        answer_at = time.monotonic() + self.latency
+        arrival = scope.get("extensions", {}).get(ARRIVAL, {}).get("monotonic")
+        answer_at = (time.monotonic() if arrival is None else float(arrival)) + self.latency
         action = self.faults.match(method, path)
         status = 0
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ml_connector.emulation._emulator import ARRIVAL
 
 if TYPE_CHECKING:
     from ml_connector.emulation._emulator import Emulator
@@ -42,12 +45,25 @@ class RunningEmulator:
         self._thread.join(timeout=10)
 
 
+class _ArrivalNotingProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol over httptools, noting in the scope when a request began to arrive.
+
+    An emulator's latency is the whole time a request spends with it; counted from the ASGI
+    call, it would leave out the parsing of the request.
+    """
+
+    def on_message_begin(self) -> None:
+        """The parser met a request's first bytes: uvicorn starts its scope, we note the time."""
+        super().on_message_begin()
+        self.scope["extensions"] = {ARRIVAL: {"monotonic": time.monotonic()}}
+
+
 def _config(emulator: Emulator, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         emulator,
         host=LOOPBACK,
         port=port,
-        http="httptools",
+        http=_ArrivalNotingProtocol,
         log_level="warning",
         lifespan="off",
         access_log=False,

@@ -50,6 +50,21 @@ async def test_headers_carry_the_session_and_no_secret_is_in_a_url(
         assert not any(s in record.path for s in (*secrets, session))
 
 
+async def test_a_paths_url_is_parsed_once_and_the_most_used_are_kept(
+    ctx: ConnectionContext,
+) -> None:
+    await plugin.authenticate(ctx)
+    client = client_of(ctx)
+    bills = client._url("/v3/bills")
+    assert bills == client._http.build_request("POST", "/v3/bills").url
+    for n in range(40):
+        assert client._url("/v3/bills") is bills
+        client._url(f"/v3/vendors/00901{n:09d}")
+    assert len(client._urls) == 32
+    assert "/v3/bills" in client._urls
+    assert "/v3/vendors/00901000000000" not in client._urls
+
+
 async def test_idle_expiry_mid_run_signs_in_once_and_replays(
     ctx: ConnectionContext, emulator: BillEmulator, clock: ManualClock
 ) -> None:

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,6 +98,7 @@ RECORD_NOT_FOUND, NO_SUCH_API = "BDC_1205", "BDC_1121"
 #: Renew the session after this many idle seconds (BILL ends it after 35 minutes, bill.md §2).
 SESSION_REFRESH_IDLE = 30 * 60.0
 
+_URLS_KEPT = 32  # absolute URLs of the paths used most recently (ids make others one-off)
 _FIELD_FIRST = re.compile(r"^\s*([A-Za-z_][\w.\[\]]*)\s*:\s*(.+)$", re.S)
 _ENTITY_DATA = re.compile(r"Invalid entity data\.?\s*([A-Za-z_][\w.\[\]]*)", re.I)
 
@@ -187,6 +189,7 @@ class BillClient:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
+        self._urls: OrderedDict[str, httpx.URL] = OrderedDict()
         self.settings = settings
         self._credentials = credentials
         self._clock = clock
@@ -337,7 +340,7 @@ class BillClient:
         if session is not None:
             sent["sessionId"] = session
         sent.update(headers or {})
-        url = self.settings.events_url + path if events else path
+        url = self.settings.events_url + path if events else self._url(path)
         started = time.perf_counter()
         try:
             response = await self._http.request(
@@ -350,6 +353,17 @@ class BillClient:
         elapsed = (time.perf_counter() - started) * 1000
         log.debug("%s %s -> %s (%.0f ms)", method, path, response.status_code, elapsed)
         return response
+
+    def _url(self, path: str) -> httpx.URL:
+        """``path`` on the API's base URL, parsed once: httpx parses a relative URL per request."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._http.build_request("GET", path).url
+            if len(self._urls) > _URLS_KEPT:
+                self._urls.popitem(last=False)
+        else:
+            self._urls.move_to_end(path)
+        return url
 
     @staticmethod
     def _session_refused(response: httpx.Response) -> bool:

@@ -14,6 +14,7 @@ from ml_connector.errors import InvalidRecordError
 from ml_connector.models import Account, AccountKind, DimensionKind
 from ml_connector_bill import plugin
 from ml_connector_bill.emulator import BillEmulator
+from ml_connector_bill.schemas import dumps
 
 
 @pytest.fixture
@@ -282,3 +283,17 @@ async def test_create_account(ctx: ConnectionContext, emulator: BillEmulator) ->
     catalog = await plugin.list_accounts(ctx)
     assert created in catalog.accounts
     assert emulator.account_id("7990") == created.id
+
+
+def test_bodies_are_written_as_json_dumps_writes_them_and_decimals_digit_for_digit() -> None:
+    value = {
+        "text": 'é\n"\\\u2028',
+        "none": None,
+        "flags": [True, False, 0, 1],
+        "count": -5,
+        "big": 10**30,
+        "nested": [{"k": []}, "x"],
+        "amount": Decimal("1234.50"),
+    }
+    as_json = json.dumps({**value, "amount": 0}, ensure_ascii=False, separators=(",", ":"))
+    assert dumps(value) == as_json.replace('"amount":0', '"amount":1234.50').encode()

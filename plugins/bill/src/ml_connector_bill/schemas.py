@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from json.encoder import encode_basestring
 from typing import Annotated, Any
 
 from pydantic import (
@@ -454,7 +455,7 @@ def _encode(value: Any, out: list[str]) -> None:
         for i, (key, item) in enumerate(value.items()):
             if i:
                 out.append(",")
-            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(encode_basestring(str(key)))
             out.append(":")
             _encode(item, out)
         out.append("}")
@@ -465,6 +466,15 @@ def _encode(value: Any, out: list[str]) -> None:
                 out.append(",")
             _encode(item, out)
         out.append("]")
+    elif isinstance(value, str):
+        # What json.dumps(value, ensure_ascii=False) writes, without a JSONEncoder per scalar.
+        out.append(encode_basestring(value))
+    elif value is None:
+        out.append("null")
+    elif value is True or value is False:
+        out.append("true" if value else "false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
     elif isinstance(value, datetime | date):
         out.append(json.dumps(value.isoformat()))
     else:

@@ -476,7 +476,7 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, int):
         out.append(int.__repr__(value))
     elif isinstance(value, datetime | date):
-        out.append(json.dumps(value.isoformat()))
+        out.append(encode_basestring(value.isoformat()))
     else:
         out.append(json.dumps(value, ensure_ascii=False))
 

@@ -6,7 +6,7 @@ errors, the plugin description types and the context. Everything else is the cor
 
 from importlib.metadata import PackageNotFoundError, version
 
-from ml_connector.context import ConnectionContext
+from ml_connector.context import ConnectionContext, SessionKeeper
 from ml_connector.contract import CONTRACT_VERSION
 from ml_connector.description import (
     Capability,
@@ -29,6 +29,7 @@ from ml_connector.errors import (
     SessionExpiredError,
     ThrottledError,
     TransientError,
+    UndecidedWriteError,
     UpstreamError,
     VaultError,
     WebhookVerificationError,
@@ -59,8 +60,10 @@ __all__ = [
     "PluginNotFoundError",
     "Role",
     "SessionExpiredError",
+    "SessionKeeper",
     "ThrottledError",
     "TransientError",
+    "UndecidedWriteError",
     "UpstreamError",
     "VaultError",
     "WebhookVerificationError",

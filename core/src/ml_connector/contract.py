@@ -15,7 +15,7 @@ from packaging.version import Version
 
 __all__ = ["CONTRACT_VERSION", "contract_compatibility"]
 
-CONTRACT_VERSION = "1.1.0"
+CONTRACT_VERSION = "1.2.0"
 """The version of the plugin contract this core implements."""
 
 

@@ -316,6 +316,17 @@ class SourceDriver(Driver):
         result = await self._call("record_payment", posting=posting)
         return self._expect("record_payment", result, RecordedPayment)
 
+    async def find_payment(self, posting: PaymentPosting) -> RecordedPayment | None:
+        """The ERP payment that carries ``posting``; ``None`` if there is none.
+
+        ``None`` too for a plugin that does not implement ``find_payment`` (contract < 1.2):
+        its ``record_payment`` looks before it writes on its own.
+        """
+        if not self.implements("find_payment"):
+            return None
+        result = await self._call("find_payment", posting=posting)
+        return self._expect_optional("find_payment", result, RecordedPayment)
+
 
 class SinkDriver(Driver):
     """The sink (BILL) side of a connection."""

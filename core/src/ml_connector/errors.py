@@ -41,6 +41,7 @@ __all__ = [
     "SessionExpiredError",
     "ThrottledError",
     "TransientError",
+    "UndecidedWriteError",
     "UpstreamError",
     "VaultError",
     "WebhookVerificationError",
@@ -193,6 +194,15 @@ class TransientError(UpstreamError):
 
 class NotFoundError(UpstreamError):
     """The record or path does not exist in the remote system."""
+
+
+class UndecidedWriteError(ConnectorError):
+    """A create may have happened (its answer was lost) and looking it up failed as well.
+
+    Raised by the engine, not by plugins: creating again could make a duplicate, so the record
+    goes to the exception queue with its write intent open, and the next run's sweep looks it
+    up before anything is created.
+    """
 
 
 class ConflictError(UpstreamError):

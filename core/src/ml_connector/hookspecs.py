@@ -253,13 +253,15 @@ async def get_payable(ctx: ConnectionContext, source_id: str) -> Payable | None:
 async def record_payment(  # type: ignore[empty-body]
     ctx: ConnectionContext, posting: PaymentPosting
 ) -> RecordedPayment:
-    """Apply a sink payment to the originating ERP bill, exactly once.
+    """Apply a sink payment to the originating ERP bill.
 
-    Must be idempotent on its own: look for an ERP payment that carries
+    Store ``posting.payment_sink_id`` on the ERP payment, so :func:`find_payment` finds it. A
+    plugin that implements ``find_payment`` may post plainly: the engine calls it before every
+    ``record_payment``, and after a crash, and never posts what it finds. A plugin that does not
+    must be idempotent on its own: look for an ERP payment that carries
     ``posting.payment_sink_id`` *and* is applied to ``posting.payable`` first (one sink payment
     may pay several bills, so the payment id alone is not the key), and return it with
-    ``already_recorded=True`` instead of posting twice. The engine calls this again for a posting
-    whose earlier call may or may not have reached the ERP.
+    ``already_recorded=True`` instead of posting twice.
 
     Args:
         ctx: The source side.
@@ -273,6 +275,36 @@ async def record_payment(  # type: ignore[empty-body]
         UpstreamError: Any other failure.
 
     .. versionadded:: 1.0
+    .. versionchanged:: 1.2
+        Idempotency is the engine's (through ``find_payment``) where that hook is implemented.
+    """
+
+
+@hookspec(firstresult=True)
+async def find_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment | None:
+    """Look for the ERP payment that carries a posting, without changing anything.
+
+    The core calls this before every ``record_payment`` and for every payment intent a crash
+    left open, so an ERP whose API would post the same payment twice never gets the chance.
+    Match on ``posting.payment_sink_id`` (which ``record_payment`` stores on the ERP payment)
+    *and* the application to ``posting.payable``: one sink payment may pay several bills.
+
+    A plugin that does not implement this hook answers ``None`` through the core, and its
+    ``record_payment`` must then look before it writes on its own (as contract 1.0 asked).
+
+    Args:
+        ctx: The source side.
+        posting: The posting ``record_payment`` would apply.
+
+    Returns:
+        The ERP payment document that carries the posting (``already_recorded=True``;
+        ``finished=False`` if the ERP has not released or posted it yet, so the engine lets
+        ``record_payment`` finish it), or ``None`` if the ERP has none.
+
+    Raises:
+        UpstreamError: The lookup failed.
+
+    .. versionadded:: 1.2
     """
 
 
@@ -500,10 +532,12 @@ async def parse_webhook(  # type: ignore[empty-body]
 ) -> WebhookBatch:
     """Verify a webhook delivery's signature, then parse its events.
 
-    Nothing in the body may be trusted before the signature matches; compare in constant time.
-    Parsing is allowed only to rebuild a canonical form to verify against (BILL may sign the
-    minified JSON), never to act on. Event payloads are hints: the engine re-reads the entity
-    (e.g. ``get_payment``) before it acts, and never uses amounts from a payload.
+    Nothing in the body may be trusted before the signature matches; compare in constant time,
+    over the raw bytes first. Parsing is allowed only to rebuild a canonical form to verify
+    against (BILL may sign the minified JSON), never to act on, and then only with bounded size,
+    nesting and number length: anyone can post a body, and none may cost more than milliseconds.
+    Event payloads are hints: the engine re-reads the entity (e.g. ``get_payment``) before it
+    acts, and never uses amounts from a payload.
 
     Args:
         ctx: The sink side.
@@ -516,7 +550,9 @@ async def parse_webhook(  # type: ignore[empty-body]
 
     Raises:
         WebhookVerificationError: The signature is missing or wrong.
-        InvalidRecordError: The signature matches but the body is not a known event.
+        InvalidRecordError: The signature matches but the body is not a known event. Set
+            ``record_id`` to the event id when there is one: the core answers such a delivery
+            200 and lists it in the exception queue (a refusal would be retried by the sink).
 
     .. versionadded:: 1.0
     """

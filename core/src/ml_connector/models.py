@@ -494,10 +494,17 @@ class RecordedPayment(DomainModel):
     Attributes:
         source_id: The ERP payment document that carries the posting.
         already_recorded: True if the posting existed before this call (nothing was written).
+        finished: False when ``find_payment`` found the ERP document but the ERP has not
+            finished it (a check not released, a payment group not posted): the engine then
+            calls ``record_payment``, which must finish it without posting again.
+
+    .. versionchanged:: 1.2
+        ``finished``.
     """
 
     source_id: NonEmptyStr
     already_recorded: bool = False
+    finished: bool = True
 
 
 # --- Auth, ping, webhooks ----------------------------------------------------------------------

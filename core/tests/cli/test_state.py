@@ -46,6 +46,7 @@ def test_show_a_new_connection_reads_from_the_beginning(acme: Ledger) -> None:
             "payments": {"position": None, "updated_at": None},
         },
         "open_intents": 0,
+        "open_intent_records": [],
         "links": {"vendor": 0, "bill": 0, "payment": 0, "account": 0},
         "exceptions": {"open": 0, "retrying": 0},
     }
@@ -58,6 +59,8 @@ def test_show_after_a_run(synced: Ledger) -> None:
     assert data["cursors"]["payables"]["position"] == "2024-05-01T08:30:00+00:00"
     assert data["cursors"]["payments"]["position"] == "2024-05-01T09:30:00+00:00"
     assert data["open_intents"] == 1
+    [intent] = data["open_intent_records"]
+    assert (intent["object_type"], intent["source_id"], intent["attempts"]) == ("bill", "INV-3", 1)
     assert data["links"] == {"vendor": 1, "bill": 2, "payment": 0, "account": 0}
     assert data["exceptions"] == {"open": 1, "retrying": 0}
     text = run_cli("state", "show", "acme").stdout
@@ -67,6 +70,7 @@ def test_show_after_a_run(synced: Ledger) -> None:
         "  payables  2024-05-01T08:30:00+00:00\n"
         "  payments  2024-05-01T09:30:00+00:00\n"
         "open write intents: 1\n"
+        f"  bill INV-3: since {intent['since']}, 1 attempt(s)\n"
         "links: vendor 1, bill 2, payment 0, account 0\n"
         "exceptions: 1 open, 0 retrying\n"
     )

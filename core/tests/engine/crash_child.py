@@ -2,8 +2,8 @@
 
     python -m core.tests.engine.crash_child FOLDER SIDE HOOK ON_CALL MODE
 
-SIDE is ``erp`` or ``sink``: whose HOOK dies after applying its ON_CALL-th call. MODE is ``bulk``
-or ``single``.
+SIDE is ``erp`` or ``sink``: whose HOOK dies after applying its ON_CALL-th call. MODE is ``bulk``,
+``single`` or ``accounts`` (single creates, missing sink accounts created).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> None:
     world = World.reopen(Path(folder))
     fake = world.erp if side == "erp" else world.sink
     fake.faults.apply_then_die(hook, on_call=int(on_call))
-    asyncio.run(world.sync(bulk=mode == "bulk"))
+    asyncio.run(world.sync(bulk=mode == "bulk", create_missing_accounts=mode == "accounts"))
     sys.exit(3)  # the fault should have killed us before this
 
 

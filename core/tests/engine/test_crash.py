@@ -11,13 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from core.tests.engine.harness import World
 from sqlmodel import select
 
-from ml_connector.store import RunRow, RunStatus
+from ml_connector.store import IntentStatus, RunRow, RunStatus, WriteIntentRow
 from ml_connector.testing import SeedSpec
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -59,10 +60,17 @@ async def test_killed_after_a_sink_write_then_rerun(
     summary = await world.sync(bulk=mode == "bulk")
     assert summary.status is RunStatus.SUCCEEDED, summary.error
     world.assert_exactly_once(data)
+    assert_no_open_intents(world)
     with world.store.session(read_only=True) as session:
         statuses = [r.status for r in session.exec(select(RunRow).order_by(RunRow.id))]
     assert statuses == [RunStatus.INTERRUPTED.value, RunStatus.SUCCEEDED.value]
     world.close()
+
+
+def assert_no_open_intents(world: World) -> None:
+    with world.store.session(read_only=True) as session:
+        query = select(WriteIntentRow).where(WriteIntentRow.status == IntentStatus.OPEN.value)
+        assert list(session.exec(query)) == []
 
 
 @pytest.mark.parametrize("on_call", [1, 4])
@@ -71,7 +79,9 @@ async def test_killed_while_recording_payments_then_rerun(tmp_path: Path, on_cal
     assert (await world.sync()).status is RunStatus.SUCCEEDED
     paid = data.ready_ids[:6]
     for source_id in paid:
-        world.sink.pay_bill(world.sink.bill_for_payable(source_id)[0].id)
+        # Part payments: a second posting of one would fit the open balance, so only the
+        # engine's look-first (find_payment) keeps it from being posted twice.
+        world.sink.pay_bill(world.sink.bill_for_payable(source_id)[0].id, Decimal("1.00"))
     world.close()
     kill_run(tmp_path, "erp", "record_payment", on_call, "single")
 
@@ -82,4 +92,45 @@ async def test_killed_while_recording_payments_then_rerun(tmp_path: Path, on_cal
         expected = 1 if source_id in paid else 0
         assert len(world.erp.payments_for(source_id)) == expected, source_id
     world.assert_exactly_once(data)
+    assert_no_open_intents(world)
+    world.close()
+
+
+async def test_killed_while_creating_a_missing_account_then_rerun(tmp_path: Path) -> None:
+    spec = SeedSpec(seed=11, vendors=6, payables=60, held_share=0.1, unmapped_account=True)
+    world, data = World.create(tmp_path, spec, persistent=True)
+    account = world.erp.accounts[data.unmapped_account_id]
+    world.close()
+    kill_run(tmp_path, "sink", "create_account", 1, "accounts")
+
+    world = World.reopen(tmp_path)
+    summary = await world.sync(create_missing_accounts=True)
+    assert summary.status is RunStatus.SUCCEEDED, summary.error
+    assert [a.name for a in world.sink.accounts.values()].count(account.name) == 1
+    world.assert_exactly_once(data, {*data.ready_ids, *data.unmapped_ids})
+    assert_no_open_intents(world)
+    world.close()
+
+
+@pytest.mark.parametrize(("hook", "on_call"), [("upsert_vendor", 1), ("create_bill", 2)])
+async def test_killed_while_updating_then_rerun(tmp_path: Path, hook: str, on_call: int) -> None:
+    world, data = World.create(tmp_path, SPEC, persistent=True)
+    assert (await world.sync()).status is RunStatus.SUCCEEDED
+    changed = data.ready_ids[:3]
+    vendor = world.erp.vendors[world.erp.payables[changed[0]].vendor_id]
+    world.erp.add_vendors([vendor.model_copy(update={"email": "ap-new@example.com"})])
+    for source_id in changed:
+        world.erp.update_payable(source_id, description=f"changed {source_id}")
+    world.close()
+    kill_run(tmp_path, "sink", hook, on_call, "single")
+
+    world = World.reopen(tmp_path)
+    summary = await world.sync()
+    assert summary.status is RunStatus.SUCCEEDED, summary.error
+    world.assert_exactly_once(data)
+    for source_id in changed:
+        [bill] = world.sink.bill_for_payable(source_id)
+        assert bill.description == f"changed {source_id}"
+    assert [v.email for v in world.sink.find_vendors(vendor.name)] == ["ap-new@example.com"]
+    assert_no_open_intents(world)
     world.close()

@@ -161,12 +161,18 @@ async def get_payable(ctx: ConnectionContext, source_id: str) -> Payable | None:
 
 
 @hookimpl
+async def find_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment | None:
+    bill_id = posting.payable.source_id
+    existing = await _client(ctx).payments(
+        bill_id=bill_id, external_reference=posting.payment_sink_id
+    )
+    return RecordedPayment(source_id=existing[0].id, already_recorded=True) if existing else None
+
+
+@hookimpl
 async def record_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment:
     client = _client(ctx)
     bill_id = posting.payable.source_id
-    existing = await client.payments(bill_id=bill_id, external_reference=posting.payment_sink_id)
-    if existing:
-        return RecordedPayment(source_id=existing[0].id, already_recorded=True)
     created = await client.create_payment(
         schemas.NewPayment(
             bill_id=bill_id,

@@ -48,7 +48,7 @@ async def test_erp_state_survives_a_reopen(tmp_path: Path) -> None:
     assert reopened.open_balance(first_id) == payable.total - Decimal("1.00")
     side = Side(ReferenceErpPlugin(), erp_ctx(state_path=str(path)))
     await side("authenticate")
-    again = await side("record_payment", posting=posting)
+    again = await side("find_payment", posting=posting)
     assert again.already_recorded
     assert again.source_id == recorded.source_id
     other = await side(

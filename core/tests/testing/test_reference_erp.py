@@ -167,7 +167,9 @@ async def test_a_token_from_another_window_is_refused(erp: FakeErp) -> None:
         await side("list_changed_payables", window=WINDOW, page_token="garbage!")
 
 
-async def test_record_payment_is_idempotent(erp: FakeErp, source: Side) -> None:
+async def test_find_payment_sees_a_posting_and_record_payment_does_not_look(
+    erp: FakeErp, source: Side
+) -> None:
     erp.put_payables([erp_payable(1, amounts=("60.00", "40.00"))])
     payable = await source("get_payable", source_id="AP-0001")
     posting = PaymentPosting(
@@ -178,15 +180,17 @@ async def test_record_payment_is_idempotent(erp: FakeErp, source: Side) -> None:
         reference="BILL stp0001",
     )
 
+    assert await source("find_payment", posting=posting) is None
     first = await source("record_payment", posting=posting)
-    again = await source("record_payment", posting=posting)
+    found = await source("find_payment", posting=posting)
+    assert (found.source_id, found.already_recorded) == (first.source_id, True)
 
-    assert not first.already_recorded
-    assert again.already_recorded
-    assert again.source_id == first.source_id
-    assert erp.open_balance("AP-0001") == Decimal("70.00")
-    assert [p.sink_payment_id for p in erp.payments_for("AP-0001")] == ["stp0001"]
-    assert erp.faults.applied["record_payment"] == 2  # both answered; only one posted
+    # Like an ERP's API, a second posting is a second payment: the engine's look-first guards.
+    again = await source("record_payment", posting=posting)
+    assert again.source_id != first.source_id
+    assert erp.open_balance("AP-0001") == Decimal("40.00")
+    assert [p.sink_payment_id for p in erp.payments_for("AP-0001")] == ["stp0001", "stp0001"]
+    assert (await source("find_payment", posting=posting)).source_id == first.source_id
 
 
 async def test_record_payment_refuses_more_than_the_open_balance(

@@ -19,8 +19,8 @@ from ml_connector.store import (
     ObjectType,
     count_exceptions,
     count_links,
-    count_open_intents,
     list_cursors,
+    list_open_intents,
     running_run,
     save_cursor,
 )
@@ -84,7 +84,7 @@ def state_json(store: Store, name: str, connection_id: int) -> dict[str, Any]:
     with store.session(read_only=True) as session:
         stored = {c.stream: c for c in list_cursors(session, connection_id)}
         links = count_links(session, connection_id)
-        intents = count_open_intents(session, connection_id)
+        intents = list_open_intents(session, connection_id)
         problems = count_exceptions(session, connection_id)
     cursors = {}
     for stream in sorted(set(STREAMS) | set(stored), key=lambda s: (s not in STREAMS, s)):
@@ -97,7 +97,17 @@ def state_json(store: Store, name: str, connection_id: int) -> dict[str, Any]:
     return {
         "connection": name,
         "cursors": cursors,
-        "open_intents": intents,
+        "open_intents": len(intents),
+        "open_intent_records": [
+            {
+                "object_type": i.object_type,
+                "source_id": i.source_id,
+                "attempts": i.attempts,
+                "since": i.created_at.isoformat(),
+                "last_error": i.last_error,
+            }
+            for i in intents
+        ],
         "links": {**known, **links},
         "exceptions": {
             status: problems.get(status, 0)
@@ -132,6 +142,12 @@ def show(app: AppContext, connection: str, as_json: bool) -> None:
     for stream, cursor in data["cursors"].items():
         click.echo(f"  {stream.ljust(width)}  {cursor['position'] or _BEGINNING}")
     click.echo(f"open write intents: {data['open_intents']}")
+    for intent in data["open_intent_records"]:
+        # Each is decided by the next run's sweep; one listed here after a run is undecided.
+        click.echo(
+            f"  {intent['object_type']} {intent['source_id']}: since {intent['since']}, "
+            f"{intent['attempts']} attempt(s)"
+        )
     click.echo("links: " + ", ".join(f"{kind} {n}" for kind, n in data["links"].items()))
     click.echo(
         "exceptions: " + ", ".join(f"{n} {status}" for status, n in data["exceptions"].items())

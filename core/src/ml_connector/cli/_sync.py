@@ -33,6 +33,14 @@ SUMMARY_ROWS = (
 )
 
 
+#: Tallies of the startup sweep (interrupted writes), shown only when there were any.
+RECOVERY_ROWS = (
+    ("interrupted writes found", "intents_reconciled"),
+    ("interrupted writes not sent", "intents_not_created"),
+    ("undecided (state show)", "intents_undecided"),
+)
+
+
 class PlainObserver:
     """Structured log lines for logs and pipes: one line per stage, none per record."""
 
@@ -45,6 +53,14 @@ class PlainObserver:
 
     def count(self, key: str, n: int = 1) -> None:
         """Counts are reported in the summary."""
+
+    def wait(self, what: str, waited: float, limit: float) -> None:
+        """Say what the run waits for, so a wait never looks like a hang."""
+        click.echo(
+            f"connection={self._connection} waiting_for={what!r} "
+            f"waited={waited:.0f}s limit={limit:.0f}s",
+            err=True,
+        )
 
 
 class ProgressObserver:
@@ -59,6 +75,7 @@ class ProgressObserver:
         self._task = self._progress.add_task(f"{connection}: starting", total=None)
         self._connection = connection
         self._stage = "starting"
+        self._waiting = ""
         self._counts: dict[str, int] = {}
 
     def __enter__(self) -> ProgressObserver:
@@ -73,17 +90,25 @@ class ProgressObserver:
             f"{label} {self._counts[key]}" for label, key in SUMMARY_ROWS if self._counts.get(key)
         )
         self._progress.update(
-            self._task, description=f"{self._connection}: {self._stage}  {shown}".rstrip()
+            self._task,
+            description=f"{self._connection}: {self._stage}  {self._waiting or shown}".rstrip(),
         )
 
     def stage(self, name: str) -> None:
         """Show the new stage."""
         self._stage = name
+        self._waiting = ""
         self._refresh()
 
     def count(self, key: str, n: int = 1) -> None:
-        """Show the tally."""
+        """Show the tally (the run is moving again: any wait is over)."""
         self._counts[key] = self._counts.get(key, 0) + n
+        self._waiting = ""
+        self._refresh()
+
+    def wait(self, what: str, waited: float, limit: float) -> None:
+        """Show what the run waits for, for how long so far, and the most it will wait."""
+        self._waiting = f"waiting for {what}: {waited:.0f} s (gives up after {limit:.0f} s)"
         self._refresh()
 
 
@@ -93,6 +118,9 @@ def summary_lines(summary: RunSummary) -> Iterator[str]:
     yield f"run {summary.run_id}: {summary.status.value}"
     for label, key in SUMMARY_ROWS:
         yield f"  {label.ljust(width)}  {summary.counts.get(key, 0)}"
+    for label, key in RECOVERY_ROWS:  # only after an interruption
+        if summary.counts.get(key):
+            yield f"  {label.ljust(width)}  {summary.counts[key]}"
     if summary.error:
         yield f"  error: {summary.error}"
 

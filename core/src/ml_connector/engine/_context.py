@@ -12,7 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from ml_connector.engine._retry import RetryPolicy
-from ml_connector.errors import ConnectorError, TransientError
+from ml_connector.errors import (
+    ConnectorError,
+    ThrottledError,
+    TransientError,
+    UndecidedWriteError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -40,7 +45,13 @@ def _utcnow() -> datetime:
 
 
 class RunObserver(Protocol):
-    """Receives progress as a run goes; the CLI draws it, tests count it."""
+    """Receives progress as a run goes; the CLI draws it, tests count it.
+
+    An observer may also have ``wait(what: str, waited: float, limit: float) -> None``, called
+    each time a plugin reports that it waits (:meth:`ConnectionContext.report_wait`: what for,
+    seconds so far, seconds at most). It is optional, so it is not part of this protocol: the
+    engine looks it up with ``getattr``.
+    """
 
     def stage(self, name: str) -> None:
         """A new stage started: ``accounts``, ``payables``, ``payments``."""
@@ -117,14 +128,23 @@ class RunContext:
         Throttling means the system refused the request, so it is retried as it is. A transient
         error may hide a create that did happen (the response was lost), so before trying again
         the record is looked up with ``find``, and found records are returned instead.
+
+        Raises:
+            UndecidedWriteError: The look-up failed too: trying the create again could make a
+                duplicate, so the record waits, its intent open, for the next run's sweep.
         """
 
         async def attempt() -> T:
             try:
                 async with self._call_slot(limiter):
                     return await create()
-            except TransientError:
-                found = await self.read(limiter, find)
+            except TransientError as lost:
+                try:
+                    found = await self.read(limiter, find)
+                except (ThrottledError, TransientError) as exc:
+                    raise UndecidedWriteError(
+                        f"the create may have happened ({lost}) and looking it up failed ({exc})"
+                    ) from exc
                 if found is not None:
                     return found
                 raise

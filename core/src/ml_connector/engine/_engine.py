@@ -16,16 +16,18 @@ from ml_connector.engine._context import RunContext, RunObserver, SyncOptions, t
 from ml_connector.engine._ledger import AuditRecord, Ledger
 from ml_connector.engine._limits import LimiterPool
 from ml_connector.engine._mapping import AccountCoder
+from ml_connector.engine._sweep import IntentSweep
 from ml_connector.errors import ConnectorError
 from ml_connector.models import AccountMapping, ChangeWindow, MappingMethod
 from ml_connector.store import ObjectType, RunStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
     from ml_connector.drivers import Driver, SinkDriver, SourceDriver
     from ml_connector.engine._limits import RequestLimiter
-    from ml_connector.models import AccountCatalog
+    from ml_connector.models import Account, AccountCatalog
     from ml_connector.store import Store
 
 __all__ = ["RunSummary", "SyncEngine"]
@@ -71,6 +73,16 @@ def _scope(driver: Driver) -> str:
     setting = driver.description.limits.scope_setting
     value = getattr(driver.ctx.settings, setting, None) if setting else None
     return str(value) if value is not None else f"connection:{driver.ctx.connection}"
+
+
+def _same_account(account: Account, chart: Sequence[Account]) -> Account | None:
+    """The sink account a create of ``account`` made: same number, else same name."""
+    for candidate in chart:
+        if account.number and candidate.number == account.number:
+            return candidate
+    name = account.name.casefold()
+    same = [c for c in chart if c.name.casefold() == name]
+    return same[0] if len(same) == 1 else None
 
 
 def _limiter(driver: Driver, pool: LimiterPool) -> RequestLimiter:
@@ -122,6 +134,11 @@ class SyncEngine:
                 driver.ctx.request_slot = functools.partial(limiter.slot, max_wait)
         if observer is not None:
             self.run_context.observer = observer
+            # A plugin that waits (a licence slot, a budget) says so through report_wait; an
+            # observer with a ``wait`` method (optional: older ones lack it) shows it.
+            wait = getattr(observer, "wait", None)
+            if callable(wait):
+                source.ctx.on_wait = sink.ctx.on_wait = wait
 
     def exclusive(self) -> AbstractContextManager[None]:
         """The connection's run lock: one run (or replay, or webhook batch) at a time.
@@ -147,15 +164,23 @@ class SyncEngine:
         run_id = self.ledger.start_run()
         status, error = RunStatus.SUCCEEDED, None
         try:
+            sweep = IntentSweep(run)
+            await sweep.sweep()
             run.observer.stage("accounts")
             coder = await self.sync_accounts()
             run.observer.stage("payables")
             payables = _payables.PayableSync(run, coder)
             payments = _payments.PaymentSync(run)
-            await self._retry_queued(payables, payments)
-            await payables.sync(self._window(_payables.STREAM, started))
+            try:
+                await self._retry_queued(payables, payments)
+                await payables.sync(self._window(_payables.STREAM, started))
+            finally:
+                await payables.close()
             self.ledger.set_cursor(_payables.STREAM, started)
             run.observer.stage("payments")
+            # Creates whose retries ran out this run may still have reached the sink, and a
+            # payment of such a bill must be known as ours: decide them before reading payments.
+            payments.undecided_bills = await sweep.sweep((ObjectType.BILL.value,))
             await payments.sync(self._window(_payments.STREAM, started))
             self.ledger.set_cursor(_payments.STREAM, started)
         except ConnectorError as exc:
@@ -182,11 +207,18 @@ class SyncEngine:
         source_catalog, sink_catalog = source_read.result(), sink_read.result()
         manual = self.ledger.manual_mappings()
         mappings = await run.source.map_accounts(source_catalog, sink_catalog, manual)
+        mapped = {m.source_id: m.sink_id for m in mappings if m.source_kind == ACCOUNT_KIND}
+        for intent in self.ledger.open_intents(_ACCOUNT):
+            # A create that was interrupted and did happen shows in the sink's chart, where the
+            # matcher just found it.
+            if intent.source_id in mapped:
+                self._complete_account(intent.source_id, mapped[intent.source_id], "reconciled")
         if (
             run.options.create_missing_accounts
             and Capability.CREATE_ACCOUNTS in run.sink.description.capabilities
         ):
-            mappings = [*mappings, *await self._create_missing(source_catalog, mappings)]
+            created = await self._create_missing(source_catalog, sink_catalog, mappings)
+            mappings = [*mappings, *created]
         self.ledger.save_mappings(mappings)
         coder = AccountCoder(mappings)
         active = [a for a in source_catalog.accounts if a.active]
@@ -200,27 +232,33 @@ class SyncEngine:
         return coder
 
     async def _create_missing(
-        self, source: AccountCatalog, mappings: list[AccountMapping]
+        self, source: AccountCatalog, sink_chart: AccountCatalog, mappings: list[AccountMapping]
     ) -> list[AccountMapping]:
         run, sink = self.run_context, self.run_context.sink
         mapped = {m.source_id for m in mappings if m.source_kind == ACCOUNT_KIND}
         created = []
         for account in (a for a in source.accounts if a.active and a.id not in mapped):
             link = self.ledger.link(_ACCOUNT, account.id)
-            if link is None:
-                await self.ledger.begin_intents(_ACCOUNT, [(account.id, "1")])
-                result = await run.sink_read(lambda a=account: sink.create_account(a))  # type: ignore[misc]
-                self.ledger.complete(
-                    _ACCOUNT,
-                    account.id,
-                    result.id,
-                    "1",
-                    AuditRecord(_ACCOUNT, "created", "ok", account.id, result.id),
-                )
-                run.count("accounts_created")
-                sink_id = result.id
-            else:
+            if link is not None:
                 sink_id = link.sink_id
+            elif (found := _same_account(account, sink_chart.accounts)) is not None:
+                # Made by an interrupted create the matcher could not match (e.g. the sink
+                # changed the name's case): link it, never create it twice.
+                sink_id = self._complete_account(account.id, found.id, "reconciled")
+            else:
+                await self.ledger.begin_intents(_ACCOUNT, [(account.id, "1")])
+
+                async def find(a: Account = account) -> Account | None:
+                    chart = await sink.list_accounts()
+                    return _same_account(a, chart.accounts)
+
+                result = await run.write(
+                    run.sink_limiter,
+                    lambda a=account: sink.create_account(a),  # type: ignore[misc]
+                    find,
+                )
+                sink_id = self._complete_account(account.id, result.id, "created")
+                run.count("accounts_created")
             created.append(
                 AccountMapping(
                     source_kind=ACCOUNT_KIND,
@@ -231,6 +269,16 @@ class SyncEngine:
                 )
             )
         return created
+
+    def _complete_account(self, source_id: str, sink_id: str, action: str) -> str:
+        self.ledger.complete(
+            _ACCOUNT,
+            source_id,
+            sink_id,
+            "1",
+            AuditRecord(_ACCOUNT, action, "ok", source_id, sink_id),
+        )
+        return sink_id
 
     async def _retry_queued(
         self, payables: _payables.PayableSync, payments: _payments.PaymentSync
@@ -276,6 +324,10 @@ class SyncEngine:
         payable = await run.source_read(lambda: run.source.get_payable(source_id))
         if payable is None:
             raise ConnectorError(f"the source has no payable {source_id}")
-        await _payables.PayableSync(run, coder).sync_one(payable)
+        payables = _payables.PayableSync(run, coder)
+        try:
+            await payables.sync_one(payable)
+        finally:
+            await payables.close()
         self.ledger.flush()
         return dict(run.counts)

@@ -49,7 +49,7 @@ from ml_connector.store import (
 from ml_connector.store._types import utcnow
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Iterator, Sequence
+    from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
     from sqlmodel import Session
 
@@ -104,6 +104,12 @@ class _Rows:
         statements.resolve_exceptions(transaction, self.resolved)
         statements.insert_audit(transaction, self.audit)
         statements.open_intents(transaction, self.intents)
+
+
+def _lookup_json(lookups: Mapping[str, Mapping[str, Any]] | None, source_id: str) -> str | None:
+    # Encoded here: the statements take JSON columns encoded (see _statements).
+    found = None if lookups is None else lookups.get(source_id)
+    return None if found is None else json.dumps(found, sort_keys=True)
 
 
 # Completions held before they are written on their own: bounds what a crash costs in
@@ -237,27 +243,64 @@ class Ledger:
                 .where(WriteIntentRow.status == IntentStatus.OPEN.value)
             ).first()
 
-    def open_intents(self) -> list[WriteIntentRow]:
-        """Every unfinished create of this connection."""
+    def open_intents(self, object_type: str | None = None) -> list[WriteIntentRow]:
+        """Every unfinished create of this connection (of one object type), oldest first."""
         self.flush()
+        query = (
+            select(WriteIntentRow)
+            .where(WriteIntentRow.connection_id == self.connection_id)
+            .where(WriteIntentRow.status == IntentStatus.OPEN.value)
+            .order_by(col(WriteIntentRow.id))
+        )
+        if object_type is not None:
+            query = query.where(WriteIntentRow.object_type == object_type)
         with self.store.session(read_only=True) as session:
-            return list(
-                session.exec(
-                    select(WriteIntentRow)
-                    .where(WriteIntentRow.connection_id == self.connection_id)
-                    .where(WriteIntentRow.status == IntentStatus.OPEN.value)
-                )
+            return list(session.exec(query))
+
+    def close_not_created(self, object_type: str, source_id: str, reason: str) -> None:
+        """Close a record's open intents as ``failed``: the other system holds no such record.
+
+        The look-up after an interruption found nothing, so nothing was created; the record
+        comes again through its stream (whose cursor did not move past it) or the exception
+        queue, and is created then.
+        """
+        now = utcnow()
+        with self._waiting() as waiting, self.store.session() as session:
+            transaction = WriteTransaction.within(session.connection())
+            self._rows(waiting).execute(transaction)
+            session.execute(
+                update(WriteIntentRow)
+                .where(col(WriteIntentRow.connection_id) == self.connection_id)
+                .where(col(WriteIntentRow.object_type) == object_type)
+                .where(col(WriteIntentRow.source_id) == source_id)
+                .where(col(WriteIntentRow.status) == IntentStatus.OPEN.value)
+                .values(status=IntentStatus.FAILED.value, last_error=reason, updated_at=now)
             )
+            record = AuditRecord(
+                object_type, "intent_closed", "not_created", source_id, error=reason
+            )
+            statements.insert_audit(transaction, [self._audit_values(record, now)])
 
     def _intent_key(self, object_type: str, source_id: str, version: str) -> str:
         return f"{self.connection_id}:{object_type}:{source_id}:{version}"
 
-    async def begin_intents(self, object_type: str, items: Sequence[tuple[str, str]]) -> None:
+    async def begin_intents(
+        self,
+        object_type: str,
+        items: Sequence[tuple[str, str]],
+        lookups: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         """Record that creates of ``(source_id, content_version)`` are about to be sent.
 
         Committed before it returns, so before the call; an intent that already exists counts
         one more attempt. The rows are made on the event loop and written in a worker thread
         (see :meth:`~ml_connector.store.Store.write_in_thread`), one transaction at a time.
+
+        Args:
+            object_type: What is created.
+            items: Each record's source id and content version.
+            lookups: Per source id, what finding the record in the other system takes (kept on
+                the intent for the startup sweep).
         """
         async with self._write_lock():
             now = utcnow()
@@ -270,6 +313,7 @@ class Ledger:
                     "p_type": object_type,
                     "p_source": source_id,
                     "p_version": version,
+                    "p_lookup": _lookup_json(lookups, source_id),
                     "p_now": now,
                 }
                 for source_id, version in items
@@ -456,8 +500,14 @@ class Ledger:
         field_path: str | None,
         reason: str,
         payload_digest: str | None,
+        *,
+        retry: bool = False,
     ) -> None:
-        """Put a record in the exception queue (one entry per record) and audit the failure."""
+        """Put a record in the exception queue (one entry per record) and audit the failure.
+
+        With ``retry`` the entry is ``retrying``: the next run re-drives it by itself, as if an
+        operator had sent it back (for records that wait on something the engine resolves).
+        """
         now = utcnow()
         with self._waiting() as waiting, self.store.session() as session:
             transaction = WriteTransaction.within(session.connection())
@@ -476,7 +526,7 @@ class Ledger:
             row.field = field_path
             row.reason = reason
             row.payload_digest = payload_digest
-            row.status = ExceptionStatus.OPEN.value
+            row.status = (ExceptionStatus.RETRYING if retry else ExceptionStatus.OPEN).value
             row.last_seen = now
             row.attempts += 1
             session.add(row)

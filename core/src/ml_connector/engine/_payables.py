@@ -11,6 +11,7 @@ from ml_connector.description import Capability
 from ml_connector.engine._context import SingleFlight, as_record_error, task_group
 from ml_connector.engine._fingerprint import canonical_json, digest
 from ml_connector.engine._ledger import AuditRecord
+from ml_connector.engine._lookups import bill_lookup
 from ml_connector.engine._vendors import VendorSync
 from ml_connector.errors import (
     AuthenticationError,
@@ -94,6 +95,10 @@ class PayableSync:
         self._known: dict[str, tuple[RecordLinkRow | None, bool]] = {}
         # How many pages in work hold each record id.
         self._in_work: Counter[str] = Counter()
+
+    async def close(self) -> None:
+        """End what this sync started that is still going (vendor creates)."""
+        await self._vendors.close()
 
     # --- The stream --------------------------------------------------------------------------
 
@@ -258,7 +263,14 @@ class PayableSync:
         """Create new bills; a refused batch is split until the bad bill stands alone."""
         run = self._run
         await run.ledger.begin_intents(
-            _BILL, [(c.draft.payable.source_id, c.version) for c in batch]
+            _BILL,
+            [(c.draft.payable.source_id, c.version) for c in batch],
+            {
+                c.draft.payable.source_id: bill_lookup(
+                    c.draft.vendor_sink_id, c.draft.payable.invoice_number
+                )
+                for c in batch
+            },
         )
         try:
             results = await self._send(batch)

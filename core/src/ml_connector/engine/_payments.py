@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ml_connector.engine._context import as_record_error, task_group
 from ml_connector.engine._fingerprint import fingerprint
 from ml_connector.engine._ledger import AuditRecord
+from ml_connector.engine._lookups import payment_lookup
 from ml_connector.errors import (
     AuthenticationError,
     BudgetExhaustedError,
@@ -25,6 +26,7 @@ from ml_connector.store import ObjectType
 
 if TYPE_CHECKING:
     from ml_connector.engine._context import RunContext
+    from ml_connector.models import RecordedPayment
 
 __all__ = ["PaymentSync", "payment_id_of", "posting_key"]
 
@@ -34,6 +36,10 @@ STREAM = "payments"
 
 #: Statuses that undo a payment the ERP may already have recorded.
 _UNDONE = frozenset({PaymentStatus.FAILED, PaymentStatus.VOIDED, PaymentStatus.CANCELLED})
+
+
+class _WaitsForBill(InvalidRecordError):
+    """A payment of a bill that may be one of this connection's undecided creates."""
 
 
 def posting_key(payment_sink_id: str, bill_sink_id: str) -> str:
@@ -56,6 +62,9 @@ class PaymentSync:
     def __init__(self, run: RunContext) -> None:
         self._run = run
         self._workers = asyncio.Semaphore(run.options.workers or 8)
+        #: Bill intents of this connection still undecided after the sweep: while any are,
+        #: a payment of an unlinked bill is queued, not ignored.
+        self.undecided_bills = 0
 
     async def sync(self, window: ChangeWindow) -> None:
         """Record every paid payment changed in ``window``."""
@@ -105,7 +114,14 @@ class PaymentSync:
                         exc = as_record_error(exc, f"payment {key}")
                     field = exc.field if isinstance(exc, InvalidRecordError) else None
                     reason = exc.reason if isinstance(exc, InvalidRecordError) else str(exc)
-                    run.ledger.add_exception(_PAYMENT, key, field, reason, fingerprint(payment))
+                    run.ledger.add_exception(
+                        _PAYMENT,
+                        key,
+                        field,
+                        reason,
+                        fingerprint(payment),
+                        retry=isinstance(exc, _WaitsForBill),
+                    )
                     run.count("payments_failed")
 
     def _flag_undone(self, payment: Payment) -> None:
@@ -141,6 +157,17 @@ class PaymentSync:
             run.count("payments_ignored_by_operator")
             return
         bill = ledger.link_by_sink_id(_BILL, application.bill_sink_id)
+        if bill is None and self.undecided_bills:
+            # One of this connection's bill creates is undecided (its look-up failed): this
+            # could be that bill, so the payment waits instead of being dropped as not ours.
+            raise _WaitsForBill(
+                "payment",
+                key,
+                "bill",
+                f"pays sink bill {application.bill_sink_id}, which is not linked while "
+                f"{self.undecided_bills} bill create(s) of this connection are undecided "
+                "(see `ml-connector state show`); tried again at every run until they are",
+            )
         if bill is None:
             ledger.audit(
                 AuditRecord(
@@ -168,22 +195,31 @@ class PaymentSync:
             reference=payment.reference or payment.sink_id,
         )
         version = fingerprint(application)
-        await ledger.begin_intents(_PAYMENT, [(key, version)])
-        # record_payment looks before it writes (the contract asks it to), so a plain retry
-        # after a lost response cannot post twice.
-        result = await run.source_read(lambda: run.source.record_payment(posting))
-        ledger.complete(
+        # No ERP offers an idempotency key: look first, so a posting a lost answer or a crash
+        # hid is found instead of posted again.
+        found = await run.source_read(lambda: run.source.find_payment(posting))
+        if found is not None and found.finished:
+            self._complete(key, found, version, "already_recorded")
+            run.count("payments_already_in_erp")
+            return
+        await ledger.begin_intents(_PAYMENT, [(key, version)], {key: payment_lookup(posting)})
+        result = await run.write(
+            run.source_limiter,
+            lambda: run.source.record_payment(posting),
+            lambda: run.source.find_payment(posting),
+        )
+        self._complete(
+            key, result, version, "already_recorded" if result.already_recorded else "ok"
+        )
+        run.count("payments_recorded")
+
+    def _complete(self, key: str, result: RecordedPayment, version: str, outcome: str) -> None:
+        self._run.ledger.complete(
             _PAYMENT,
             key,
             result.source_id,
             version,
             AuditRecord(
-                _PAYMENT,
-                "payment_recorded",
-                "already_recorded" if result.already_recorded else "ok",
-                key,
-                result.source_id,
-                payload_digest=version,
+                _PAYMENT, "payment_recorded", outcome, key, result.source_id, payload_digest=version
             ),
         )
-        run.count("payments_recorded")

@@ -87,6 +87,7 @@ def _upserts(insert: Any) -> tuple[Any, Any]:
         object_type=bindparam("p_type"),
         source_id=bindparam("p_source"),
         content_version=bindparam("p_version"),
+        lookup=bindparam("p_lookup"),
         status=IntentStatus.OPEN.value,
         attempts=1,
         created_at=bindparam("p_now"),
@@ -97,6 +98,7 @@ def _upserts(insert: Any) -> tuple[Any, Any]:
         set_={
             "status": IntentStatus.OPEN.value,
             "attempts": _INTENT.c.attempts + 1,
+            "lookup": intent.excluded.lookup,
             "updated_at": intent.excluded.updated_at,
         },
     )
@@ -210,7 +212,8 @@ def write_links(transaction: WriteTransaction, rows: Sequence[Mapping[str, Any]]
 def open_intents(transaction: WriteTransaction, rows: Sequence[Mapping[str, Any]]) -> None:
     """Open intents, or reopen those with these keys counting one more attempt.
 
-    Each row: ``p_key, p_connection, p_type, p_source, p_version, p_now``.
+    Each row: ``p_key, p_connection, p_type, p_source, p_version, p_lookup, p_now``
+    (``p_lookup`` encoded JSON, or ``None``).
     """
     _execute_many(transaction, _UPSERTS[transaction.dialect.name][1], rows)
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ml_connector.engine._fingerprint import fingerprint
 from ml_connector.engine._ledger import AuditRecord
+from ml_connector.engine._lookups import vendor_lookup
 from ml_connector.store import ObjectType
 
 if TYPE_CHECKING:
@@ -42,6 +43,17 @@ class VendorSync:
             self._tasks[vendor.source_id] = task
         return await asyncio.shield(task)
 
+    async def close(self) -> None:
+        """Cancel vendor work still going: it must not outlive the run that started it.
+
+        A run that fails (credentials refused, say) leaves these tasks behind otherwise, and a
+        create they finish after the run ended is one the next run's sweep could not see.
+        """
+        pending = [t for t in self._tasks.values() if not t.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
     async def _ensure(self, vendor: Vendor) -> str:
         run, sink, ledger = self._run, self._run.sink, self._run.ledger
         version = fingerprint(vendor)
@@ -60,7 +72,9 @@ class VendorSync:
             self._complete(vendor, result, version, "updated")
             run.count("vendors_updated")
             return result.sink_id
-        await ledger.begin_intents(_VENDOR, [(vendor.source_id, version)])
+        await ledger.begin_intents(
+            _VENDOR, [(vendor.source_id, version)], {vendor.source_id: vendor_lookup(vendor)}
+        )
         result = await run.write(
             run.sink_limiter,
             lambda: sink.upsert_vendor(vendor, None),

@@ -1,7 +1,8 @@
 """The state store: everything ml-connector remembers between runs.
 
 Connections (credentials encrypted), cursors, record links, write intents, runs, audit events, the
-exception queue, account mappings, webhook subscriptions and received webhook events.
+exception queue, account mappings, webhook subscriptions, received webhook events and plugins'
+saved sessions (encrypted).
 SQLite by default, PostgreSQL by URL; the schema is migrated when the store is opened::
 
     store = open_store(None)  # $ML_CONNECTOR_DB, else ml-connector.db in the data dir
@@ -18,10 +19,14 @@ from ml_connector.store._database import (
     open_store,
 )
 from ml_connector.store._locks import ConnectionBusyError
+from ml_connector.store._plugin_sessions import (
+    clear_plugin_session,
+    load_plugin_session,
+    save_plugin_session,
+)
 from ml_connector.store._queries import (
     count_exceptions,
     count_links,
-    count_open_intents,
     delete_mapping,
     get_exception,
     get_run,
@@ -29,6 +34,7 @@ from ml_connector.store._queries import (
     list_cursors,
     list_exceptions,
     list_mappings,
+    list_open_intents,
     list_runs,
     running_run,
     save_cursor,
@@ -51,6 +57,7 @@ from ml_connector.store._tables import (
     ExceptionStatus,
     IntentStatus,
     ObjectType,
+    PluginSessionRow,
     RecordLinkRow,
     RunRow,
     RunStatus,
@@ -74,6 +81,7 @@ __all__ = [
     "ExceptionStatus",
     "IntentStatus",
     "ObjectType",
+    "PluginSessionRow",
     "RecordLinkRow",
     "RunRow",
     "RunStatus",
@@ -84,9 +92,9 @@ __all__ = [
     "WebhookSubscriptionRow",
     "WriteIntentRow",
     "WriteTransaction",
+    "clear_plugin_session",
     "count_exceptions",
     "count_links",
-    "count_open_intents",
     "create_store_engine",
     "database_url",
     "default_database",
@@ -98,12 +106,15 @@ __all__ = [
     "list_cursors",
     "list_exceptions",
     "list_mappings",
+    "list_open_intents",
     "list_runs",
+    "load_plugin_session",
     "metadata",
     "open_store",
     "reencrypt_secrets",
     "running_run",
     "save_cursor",
+    "save_plugin_session",
     "set_exception_status",
     "upsert_mappings",
 ]

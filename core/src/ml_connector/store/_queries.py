@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = [
     "count_exceptions",
     "count_links",
-    "count_open_intents",
     "delete_mapping",
     "get_exception",
     "get_run",
@@ -46,6 +45,7 @@ __all__ = [
     "list_cursors",
     "list_exceptions",
     "list_mappings",
+    "list_open_intents",
     "list_runs",
     "running_run",
     "save_cursor",
@@ -249,14 +249,16 @@ def count_links(session: Session, connection_id: int) -> dict[str, int]:
     return {object_type: count for object_type, count in rows}
 
 
-def count_open_intents(session: Session, connection_id: int) -> int:
-    """How many creates of a connection were started and not yet recorded as done."""
-    return session.exec(
-        select(func.count())
-        .select_from(WriteIntentRow)
-        .where(col(WriteIntentRow.connection_id) == connection_id)
-        .where(col(WriteIntentRow.status) == IntentStatus.OPEN.value)
-    ).one()
+def list_open_intents(session: Session, connection_id: int) -> list[WriteIntentRow]:
+    """A connection's creates that were started and not yet decided, oldest first."""
+    return list(
+        session.exec(
+            select(WriteIntentRow)
+            .where(col(WriteIntentRow.connection_id) == connection_id)
+            .where(col(WriteIntentRow.status) == IntentStatus.OPEN.value)
+            .order_by(col(WriteIntentRow.id))
+        )
+    )
 
 
 # --- Account mappings ------------------------------------------------------------------------

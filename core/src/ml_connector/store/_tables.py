@@ -40,6 +40,7 @@ __all__ = [
     "ExceptionStatus",
     "IntentStatus",
     "ObjectType",
+    "PluginSessionRow",
     "RecordLinkRow",
     "RunRow",
     "RunStatus",
@@ -191,7 +192,11 @@ class WriteIntentRow(StoreTable, table=True):
 
     ``key`` is deterministic (connection, object type, source id, content version), so a retried
     write finds its own intent; an ``open`` intent found after a restart is reconciled by looking
-    the record up in the sink before anything is created again.
+    the record up in the sink before anything is created again. ``lookup`` holds what that
+    look-up needs (a vendor's name, a bill's vendor and invoice number), so it can be made
+    without reading the record from the source again; ``failed`` means the look-up found
+    nothing, so nothing was created and the record comes again through its stream or the
+    exception queue.
     """
 
     __tablename__ = "write_intent"
@@ -207,6 +212,7 @@ class WriteIntentRow(StoreTable, table=True):
     sink_id: str | None = Field(default=None, sa_type=String(_ID))
     attempts: int = Field(default=0, sa_type=Integer)
     last_error: str | None = Field(default=None, sa_type=Text)
+    lookup: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = _created()
     updated_at: datetime = _updated()
 
@@ -332,3 +338,22 @@ class WebhookEventRow(StoreTable, table=True):
     entity_id: str = Field(sa_type=String(_ID))
     processed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     payload_digest: str | None = Field(default=None, sa_type=String(_DIGEST))
+
+
+class PluginSessionRow(StoreTable, table=True):
+    """A plugin's server-side session, kept so that a run after a crash can reuse or end it.
+
+    One per connection side (``role``: ``source`` or ``sink``; ``system`` is the plugin's key).
+    ``data`` is the sealed JSON the plugin saved through
+    :class:`ml_connector.context.SessionKeeper` (cookies, tokens, a session id): a secret.
+    """
+
+    __tablename__ = "plugin_session"
+    __table_args__ = (Unique("connection_id", "role"),)
+
+    id: int | None = _row_id()
+    connection_id: int = _connection_id()
+    role: str = Field(sa_type=String(16))
+    system: str = Field(sa_type=String(_SHORT))
+    data: bytes = Field(sa_type=LargeBinary, repr=False)
+    updated_at: datetime = _updated()

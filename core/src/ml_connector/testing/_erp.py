@@ -57,7 +57,8 @@ class FakeErp(FakeSystem):
         self.payables: dict[str, ErpPayable] = {}
         self.payments: dict[str, ErpPayment] = {}
         self._changes = ChangeIndex()
-        self._posted: dict[tuple[str, str], str] = {}  # (sink payment, payable) -> ERP payment
+        # (sink payment, payable) -> the first ERP payment carrying it
+        self._posted: dict[tuple[str, str], str] = {}
         self._paid: dict[str, Decimal] = {}  # payable -> amount paid
         super().__init__(key, **kwargs)
 
@@ -147,19 +148,19 @@ class FakeErp(FakeSystem):
         amount: Decimal,
         paid_on: date,
         reference: str,
-    ) -> tuple[ErpPayment, bool]:
-        """Post a payment against a bill, once per (sink payment, bill).
+    ) -> ErpPayment:
+        """Post a payment against a bill, as an ERP's API does: every call posts one more.
+
+        Like the ERPs it stands for, it keeps no idempotency key: whoever posts must look
+        first (:meth:`find_payment`), so a test of the engine's exactly-once guard can fail.
 
         Returns:
-            The ERP payment, and whether it existed before this call.
+            The new ERP payment.
 
         Raises:
             InvalidRecordError: The bill is missing or not open, or the amount is not positive
                 or exceeds the open balance.
         """
-        existing = self._posted.get((sink_payment_id, payable_id))
-        if existing is not None:
-            return self.payments[existing], True
         payable = self.payables.get(payable_id)
         if payable is None:
             raise self._refuse(sink_payment_id, "payable.source_id", f"no bill {payable_id}")
@@ -192,7 +193,12 @@ class FakeErp(FakeSystem):
         self._stage("payment", payment.id, payment)
         status = ErpStatus.CLOSED if amount == balance else payable.status
         self._put_payable(replace(payable, status=status, modified_at=now))
-        return payment, False
+        return payment
+
+    def find_payment(self, sink_payment_id: str, payable_id: str) -> ErpPayment | None:
+        """The first payment that carries this sink payment id and pays this bill."""
+        found = self._posted.get((sink_payment_id, payable_id))
+        return None if found is None else self.payments[found]
 
     # --- Internals -----------------------------------------------------------------------------
 
@@ -206,7 +212,7 @@ class FakeErp(FakeSystem):
 
     def _add_payment(self, payment: ErpPayment) -> None:
         self.payments[payment.id] = payment
-        self._posted[(payment.sink_payment_id, payment.payable_id)] = payment.id
+        self._posted.setdefault((payment.sink_payment_id, payment.payable_id), payment.id)
         self._paid[payment.payable_id] = self._paid.get(payment.payable_id, Decimal(0)) + (
             payment.amount
         )

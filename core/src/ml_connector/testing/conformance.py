@@ -170,6 +170,10 @@ class _Caller:
     async def close(self) -> None:
         await self("close_connection")
 
+    def implements(self, hook: str) -> bool:
+        """Whether the plugin implements ``hook``."""
+        return bool(getattr(self.pm.hook, hook).get_hookimpls())
+
 
 class _SuiteBase:
     role: ClassVar[Role]
@@ -326,26 +330,48 @@ class SourcePluginSuite(_SuiteBase):
         assert again == items[0]
         assert await call("get_payable", source_id="no-such-payable-4711") is None
 
-    async def test_record_payment_is_idempotent(
-        self, harness: SourceHarness, call: _Caller
-    ) -> None:
-        """Posting the same sink payment twice records it once."""
-        harness.seed(3)
-        items, _ = await self._read_all(call, self._window(harness))
-        payable = items[0]
-        posting = PaymentPosting(
-            payment_sink_id="stp01CONFORMANCE",
+    @staticmethod
+    def _posting(harness: SourceHarness, payable: Payable, payment_id: str) -> PaymentPosting:
+        return PaymentPosting(
+            payment_sink_id=payment_id,
             payable=payable,
             amount=payable.total,
             paid_on=harness.now().date(),
-            reference="stp01CONFORMANCE",
+            reference=payment_id,
         )
-        first = await call("record_payment", posting=posting)
-        second = await call("record_payment", posting=posting)
-        assert isinstance(first, RecordedPayment)
-        assert (first.already_recorded, second.already_recorded) == (False, True)
-        assert second.source_id == first.source_id
+
+    async def test_a_posting_is_found_or_not_repeated(
+        self, harness: SourceHarness, call: _Caller
+    ) -> None:
+        """No posting is made twice: find_payment sees it, or record_payment looks first.
+
+        With ``find_payment`` (contract 1.2) the engine looks before every ``record_payment``
+        and after a crash: a posting it misses would be posted twice, one it reports for the
+        wrong bill would never be posted. Without it, ``record_payment`` must look first itself.
+        """
+        harness.seed(3)
+        items, _ = await self._read_all(call, self._window(harness))
+        payable, other = items[0], items[1]
+        posting = self._posting(harness, payable, "stp01CONFORMANCE")
+        if not call.implements("find_payment"):
+            first = await call("record_payment", posting=posting)
+            second = await call("record_payment", posting=posting)
+            assert isinstance(first, RecordedPayment)
+            assert (first.already_recorded, second.already_recorded) == (False, True)
+            assert second.source_id == first.source_id
+            assert harness.payments_posted(payable.source_id) == 1
+            return
+        assert await call("find_payment", posting=posting) is None
+        recorded = await call("record_payment", posting=posting)
+        assert isinstance(recorded, RecordedPayment)
+        found = await call("find_payment", posting=posting)
+        assert isinstance(found, RecordedPayment)
+        assert (found.source_id, found.already_recorded) == (recorded.source_id, True)
+        # The same sink payment applied to another bill is another posting.
+        elsewhere = self._posting(harness, other, posting.payment_sink_id)
+        assert await call("find_payment", posting=elsewhere) is None
         assert harness.payments_posted(payable.source_id) == 1
+        assert harness.payments_posted(other.source_id) == 0
 
     @pytest.mark.parametrize("kind", list(EXPECTED_ERRORS))
     async def test_errors_map_onto_the_core_tree(

@@ -49,7 +49,8 @@ PLUGIN_INFO = {
     "system": SYSTEM,
     "display_name": "Reference ERP (testing)",
     "role": "source",
-    "contract": ">=1.0,<2",
+    # 1.2: record_payment posts plainly, relying on the engine's find_payment look-first.
+    "contract": ">=1.2,<2",
 }
 """Entry-point metadata (``ml_connector.plugin_info``)."""
 
@@ -283,20 +284,41 @@ class ReferenceErpPlugin:
     async def record_payment(
         self, ctx: ConnectionContext, posting: PaymentPosting
     ) -> RecordedPayment:
-        """Post the payment against its bill once; a repeat returns ``already_recorded=True``."""
+        """Post the payment against its bill.
+
+        It does not look first, like most ERP APIs: the engine calls :meth:`find_payment`
+        before every posting, and the crash tests prove that guard, not this one.
+        """
         fake = _fake(ctx)
 
         def post() -> RecordedPayment:
-            payment, existed = fake.post_payment(
+            payment = fake.post_payment(
                 sink_payment_id=posting.payment_sink_id,
                 payable_id=posting.payable.source_id,
                 amount=posting.amount,
                 paid_on=posting.paid_on,
                 reference=posting.reference,
             )
-            return RecordedPayment(source_id=payment.id, already_recorded=existed)
+            return RecordedPayment(source_id=payment.id)
 
         return await self._client.call(ctx, fake, "record_payment", post)
+
+    @hookimpl
+    async def find_payment(
+        self, ctx: ConnectionContext, posting: PaymentPosting
+    ) -> RecordedPayment | None:
+        """The ERP payment carrying this sink payment for this bill, if one was posted."""
+        fake = _fake(ctx)
+
+        def find() -> RecordedPayment | None:
+            payment = fake.find_payment(posting.payment_sink_id, posting.payable.source_id)
+            return (
+                None
+                if payment is None
+                else RecordedPayment(source_id=payment.id, already_recorded=True)
+            )
+
+        return await self._client.call(ctx, fake, "find_payment", find)
 
 
 PLUGIN = ReferenceErpPlugin()

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ml_connector._saved_sessions import StoreSessionKeeper
 from ml_connector.context import ConnectionContext
 from ml_connector.description import Role
 from ml_connector.drivers import SinkDriver, SourceDriver
@@ -101,12 +102,14 @@ class OpenConnection:
 
 
 def _context(
+    store: Store,
     row: ConnectionRow,
     plugin: LoadedPlugin,
     vault: Vault,
     transport: httpx.AsyncBaseTransport | None,
 ) -> ConnectionContext:
     role = plugin.role
+    assert row.id is not None
     raw_settings = row.source_settings if role is Role.SOURCE else row.sink_settings
     sealed = row.source_credentials if role is Role.SOURCE else row.sink_credentials
     settings = validate_section(
@@ -122,6 +125,8 @@ def _context(
         settings=settings,
         credentials=credentials,
         transport=transport,
+        # A session a killed run left on the server is found here by the next run (1.2).
+        saved_session=StoreSessionKeeper(store, vault, row.id, role, plugin.system),
     )
 
 
@@ -154,11 +159,11 @@ def open_connection(
     source = SourceDriver(
         source_plugin,
         registry.plugin_manager(source_plugin),
-        _context(row, source_plugin, vault, transports.get(row.source_system)),
+        _context(store, row, source_plugin, vault, transports.get(row.source_system)),
     )
     sink = SinkDriver(
         sink_plugin,
         registry.plugin_manager(sink_plugin),
-        _context(row, sink_plugin, vault, transports.get(row.sink_system)),
+        _context(store, row, sink_plugin, vault, transports.get(row.sink_system)),
     )
     return OpenConnection(row=row, source=source, sink=sink)

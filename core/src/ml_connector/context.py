@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -18,7 +20,39 @@ if TYPE_CHECKING:
 
     from ml_connector.description import Role
 
-__all__ = ["ConnectionContext"]
+__all__ = ["ConnectionContext", "SessionKeeper"]
+
+log = logging.getLogger("ml_connector")
+
+
+class SessionKeeper(Protocol):
+    """Where a plugin keeps a scarce server-side session from one process to the next.
+
+    A run killed with ``kill -9`` never signs out, and a session it leaves behind can hold one
+    of a licence's few API-user slots until it times out. A client that holds such a session
+    saves what it needs to reuse it or to sign it out (cookies, tokens, a session id) after each
+    sign-in, and on its next start loads it: it reuses the session if the server still knows it,
+    or signs it out, before it opens a new one. It clears the saved session after a clean
+    sign-out.
+
+    The core keeps the data encrypted in the state store, one entry per connection side; it
+    never logs it. Each method is one small, synchronous store transaction: call them at
+    sign-in and sign-out, not per request.
+
+    .. versionadded:: 1.2
+    """
+
+    def load(self) -> dict[str, Any] | None:
+        """The data last saved, or ``None`` if there is none (or it can no longer be read)."""
+        ...
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Replace the saved data with ``data`` (JSON-ready: strings, numbers, lists, dicts)."""
+        ...
+
+    def clear(self) -> None:
+        """Forget the saved data (after the session was signed out)."""
+        ...
 
 
 @dataclass
@@ -43,9 +77,17 @@ class ConnectionContext:
         state: Plugin-private storage for this side of this connection (e.g. the API client).
         request_slot: Set by the core for a plugin whose limits are ``per_request``: every
             request of a client from :meth:`http_client` holds one of these slots.
+        saved_session: Set by the core for a stored connection: where the plugin keeps a scarce
+            server-side session across processes (see :class:`SessionKeeper`); ``None`` when
+            nothing can be kept (a context built by hand).
+        on_wait: Set by the core: told what :meth:`report_wait` reports, to show it on screen.
+            Plugins call :meth:`report_wait`, not this.
 
     .. versionchanged:: 1.1
         ``request_slot``; clients reach the network through aiohttp.
+
+    .. versionadded:: 1.2
+        ``saved_session``, ``on_wait`` and :meth:`report_wait`.
     """
 
     connection: str
@@ -56,6 +98,37 @@ class ConnectionContext:
     transport: httpx.AsyncBaseTransport | None = None
     state: dict[str, Any] = field(default_factory=dict)
     request_slot: RequestSlot | None = None
+    saved_session: SessionKeeper | None = None
+    on_wait: Callable[[str, float, float], None] | None = field(default=None, repr=False)
+
+    def report_wait(self, what: str, waited: float, limit: float) -> None:
+        """Say that the plugin is waiting, before each wait: logged, and shown on screen.
+
+        A wait nobody sees looks like a hung run: call this whenever a call waits for something
+        the system must free first (a licence slot, a session, a budget), with what, how long
+        it has waited so far and the most it will wait. Never put a secret in ``what``.
+
+        Args:
+            what: What the plugin waits for, e.g. ``"a free Acumatica API-user licence slot"``.
+            waited: Seconds waited so far (0 before the first wait).
+            limit: Seconds after which the plugin gives up with an error.
+
+        .. versionadded:: 1.2
+        """
+        log.warning(
+            "connection %s (%s %s): waiting for %s: %.0f s so far, giving up after %.0f s",
+            self.connection,
+            self.system,
+            self.role,
+            what,
+            waited,
+            limit,
+        )
+        if self.on_wait is not None:
+            try:
+                self.on_wait(what, waited, limit)
+            except Exception:  # a display that fails must not fail the plugin's call
+                log.debug("the wait observer failed", exc_info=True)
 
     def http_client(self, base_url: str, **kwargs: Any) -> httpx.AsyncClient:
         """Build an ``httpx.AsyncClient`` that honours :attr:`transport`.

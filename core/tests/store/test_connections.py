@@ -16,6 +16,7 @@ from ml_connector.store import (
     ConnectionRow,
     CursorRow,
     ExceptionItemRow,
+    PluginSessionRow,
     RecordLinkRow,
     RunRow,
     Store,
@@ -223,6 +224,12 @@ def fill_every_table(session: Session, connection_id: int) -> None:
                 event_type="payment.updated",
                 entity_type="payment",
                 entity_id="pay-1",
+            ),
+            PluginSessionRow(
+                connection_id=connection_id,
+                role="source",
+                system="acumatica",
+                data=b"sealed session",
             ),
         ]
     )

@@ -46,6 +46,7 @@ DOMAIN_TABLES = {
     "account_mapping",
     "webhook_subscription",
     "webhook_event",
+    "plugin_session",
 }
 
 

@@ -16,7 +16,7 @@ from plugins.acumatica.tests.support import (
 )
 from pydantic import SecretStr
 
-from ml_connector.errors import AuthenticationError, ConfigurationError, ThrottledError
+from ml_connector.errors import AuthenticationError, ConfigurationError
 from ml_connector.testing import ManualClock
 from ml_connector_acumatica import plugin
 from ml_connector_acumatica.client import AcumaticaClient
@@ -161,13 +161,16 @@ async def test_oauth_without_client_secret_is_a_configuration_error(clock: Manua
 
 
 @pytest.mark.parametrize("mode", ["oauth", "cookie"])
-async def test_licence_user_limit_is_throttling(clock: ManualClock, mode: str) -> None:
+async def test_licence_user_limit_fails_clearly_when_no_wait_is_allowed(
+    clock: ManualClock, mode: str
+) -> None:
     emu = emulator(clock, max_sessions=1)
-    first, second = context(emu, auth_mode=mode), context(emu, auth_mode=mode)
+    first = context(emu, auth_mode=mode)
+    second = context(emu, auth_mode=mode, login_wait_seconds=0)
     await plugin.authenticate(first)
-    with pytest.raises(ThrottledError) as caught:
+    with pytest.raises(AuthenticationError, match="API-user licence slot") as caught:
         await plugin.authenticate(second)
-    assert caught.value.retry_after == 60
+    assert "API Login Limit" in str(caught.value)
     await plugin.close_connection(first)
     await plugin.authenticate(second)  # the slot came back with the logout
     await plugin.close_connection(second)

@@ -20,6 +20,7 @@ from plugins.acumatica.tests.support import (
 
 from ml_connector.emulation import FaultAction
 from ml_connector.errors import (
+    AuthenticationError,
     InvalidRecordError,
     ThrottledError,
     TransientError,
@@ -188,9 +189,9 @@ async def test_secrets_never_reach_logs_or_errors(
         await plugin.list_accounts(ctx)
         emu.expire_sessions()
         await plugin.list_accounts(ctx)
-        try:
-            await plugin.authenticate(context(emu, auth_mode=mode))  # over the licence limit
-        except ThrottledError as exc:
+        try:  # over the licence limit, and no wait for a slot
+            await plugin.authenticate(context(emu, auth_mode=mode, login_wait_seconds=0))
+        except AuthenticationError as exc:
             errors.append(exc)
         await plugin.close_connection(ctx)
     wrong = context(emu, creds=credentials(emu, password="Wr0ng-" + password))

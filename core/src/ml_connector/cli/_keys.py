@@ -1,7 +1,8 @@
 """``ml-connector keys``: the master key that encrypts stored credentials.
 
-``keys rotate`` replaces the master key and re-encrypts every stored secret (connection credentials
-and webhook signing keys) in one database transaction. It first checks that every secret decrypts
+``keys rotate`` replaces the master key and re-encrypts every stored secret (connection credentials,
+webhook signing keys, plugins' saved sessions: see ``store.SECRET_COLUMNS``) in one database
+transaction. It first checks that every secret decrypts
 with the current key(s), and changes nothing if one does not. The rest depends on where the key is:
 
 Key file (the default)

@@ -26,6 +26,7 @@ __all__ = ["SECRET_COLUMNS", "StoredSecret", "iter_encrypted_secrets", "reencryp
 SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
     "connection": ("source_credentials", "sink_credentials"),
     "webhook_subscription": ("security_key",),
+    "plugin_session": ("data",),
 }
 
 

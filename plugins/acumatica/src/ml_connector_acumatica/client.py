@@ -6,6 +6,12 @@ What it takes care of, so :mod:`ml_connector_acumatica.plugin` only translates r
   refreshed before expiry, or the legacy cookie session; on a 401 the client signs in again once
   (concurrent callers share that one sign-in) and replays the call once. Sessions are logged out
   on :meth:`AcumaticaClient.close`, so licence API-user slots are not leaked (§2).
+- **Sessions that survive a crash**: each session is saved (cookies or tokens, encrypted by the
+  core) after sign-in; a run after a ``kill -9`` reuses it or signs it out before it signs in,
+  so killed runs do not pile up in the licence's API-user slots. A sign-in that finds every slot
+  taken ("API Login Limit") says so (``ConnectionContext.report_wait``) and waits for one at
+  most ``login_wait_seconds``, then fails with an :class:`~ml_connector.errors.AuthenticationError`
+  that says why.
 - **Versioned paths**: ``<instance>/entity/<Name>/<Version>/<Entity>``; a 404 (or redirect)
   there is checked against ``GET /entity`` and reported as a settings problem when the pinned
   version is not served (§1, §8).
@@ -60,6 +66,7 @@ from ml_connector_acumatica.schemas import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
+    from ml_connector.context import SessionKeeper
     from ml_connector_acumatica.schemas import AcumaticaCredentials, AcumaticaSettings
 
 __all__ = ["SYSTEM", "AcumaticaClient", "Record", "odata_datetimeoffset", "odata_string"]
@@ -77,8 +84,13 @@ REFRESH_MARGIN = timedelta(seconds=60)
 COOKIE_IDLE = timedelta(minutes=20)
 #: OAuth scopes: REST access, plus a refresh token (acumatica.md §2).
 OAUTH_SCOPE = "api offline_access"
-#: Seconds to wait for a licence slot when Acumatica says "API Login Limit" without Retry-After.
-LOGIN_LIMIT_WAIT = 60.0
+#: Seconds between sign-in attempts while waiting for a free licence slot, when Acumatica's
+#: "API Login Limit" comes without Retry-After (the wait as a whole: ``login_wait_seconds``).
+LOGIN_LIMIT_POLL = 15.0
+#: What a sign-in waits for while the licence's API users are all signed in (acumatica.md §4).
+LICENCE_SLOT = "a free Acumatica API-user licence slot (API Login Limit)"
+#: The cheapest signed-in read, to learn whether a saved session is still alive.
+PROBE = "Account?$top=1&$select=AccountCD"
 #: Delays between polls of a running action's status URL; the last one repeats.
 POLL_DELAYS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
 #: The longest a long-running action (e.g. releasing a check) is waited for.
@@ -124,7 +136,14 @@ def odata_datetimeoffset(value: datetime) -> str:
 
 
 class _Session:
-    """A signed-in state and how to renew it; subclasses speak OAuth or cookies."""
+    """A signed-in state and how to renew it; subclasses speak OAuth or cookies.
+
+    Each session holds one of the licence's API-user slots until it is signed out or times out
+    (acumatica.md §2, §4). So that a run killed before its sign-out does not leave a slot taken
+    for the next runs, what reuses or ends the session (cookies, tokens) is kept in the client's
+    :class:`~ml_connector.context.SessionKeeper` after every sign-in; the next client reuses it
+    if the instance still knows it, else signs it out, before it opens a new one.
+    """
 
     mode: str = ""
 
@@ -133,12 +152,21 @@ class _Session:
         self.generation = 0
         self.expires_at: datetime | None = None
         self._lock = asyncio.Lock()
+        self._saved_checked = False
 
     async def sign_in(self) -> None:
-        """Sign in (again) from scratch."""
+        """Sign in (again) from scratch; the first time, a saved session is reused if alive."""
         async with self._lock:
-            await self._sign_in()
+            if not self._saved_checked:
+                reused = await self._resume_saved()
+                self._saved_checked = True  # not before: a failed look is tried again
+                if reused:
+                    self.generation += 1
+                    self._keep()
+                    return
+            await self._sign_in_waiting()
             self.generation += 1
+            self._keep()
 
     async def renew(self, seen: int) -> None:
         """Renew the session of generation ``seen``, after a 401 or ahead of a known expiry.
@@ -151,6 +179,7 @@ class _Session:
             log.info("acumatica: renewing the %s session", self.mode)
             await self._renew()
             self.generation += 1
+            self._keep()
 
     async def ensure_fresh(self) -> None:
         """Renew ahead of a known expiry (OAuth tokens); cookies slide and need nothing."""
@@ -160,25 +189,137 @@ class _Session:
         return {}
 
     async def sign_out(self) -> None:
-        """End the session on the server; never raises."""
+        """End the session on the server; never raises.
+
+        The saved copy is forgotten only once the instance confirmed the end (or no longer knew
+        the session): after a failed logout the next run still finds it, and ends it.
+        """
         if self.generation == 0:
             return  # never signed in: nothing holds a licence slot
+        if await self._logout(self.headers()):
+            self._forget()
+
+    async def _logout(self, headers: Mapping[str, str]) -> bool:
+        """``POST entity/auth/logout``; whether the session is gone. Never raises."""
         try:
             response = await self.client.http.post(
                 "entity/auth/logout",
                 # IIS answers 411 to a bodiless POST without Content-Length (acumatica.md §2).
                 content=b"",
-                headers={**self.headers(), "Content-Length": "0"},
+                headers={**headers, "Content-Length": "0"},
             )
-            log.debug("acumatica: logout -> %s", response.status_code)
         except Exception as exc:  # a logout that fails must not fail the run's end
             log.debug("acumatica: logout failed: %s", type(exc).__name__)
+            return False
+        log.debug("acumatica: logout -> %s", response.status_code)
+        # 401: the instance does not know the session (any more), so it holds no slot either.
+        return response.is_success or response.status_code == 401
 
     async def _sign_in(self) -> None:
         raise NotImplementedError
 
     async def _renew(self) -> None:
-        await self._sign_in()
+        await self._sign_in_waiting()
+
+    async def _sign_in_waiting(self) -> None:
+        """:meth:`_sign_in`, waiting for a free licence slot for at most ``login_wait_seconds``.
+
+        While the licence's API users are all signed in, Acumatica refuses new sign-ins ("API
+        Login Limit") until one signs out or times out (20 idle minutes, acumatica.md §2). The
+        wait is reported before every pause, so that it is seen on screen and in the log, and
+        ends in an error that says why: a silent wait looks like a hung run.
+
+        Raises:
+            AuthenticationError: No slot came free within ``login_wait_seconds``.
+        """
+        client = self.client
+        limit = client.settings.login_wait_seconds
+        waited = 0.0
+        while True:
+            try:
+                await self._sign_in()
+                return
+            except ThrottledError as exc:
+                if waited >= limit:
+                    raise AuthenticationError(
+                        f"gave up after waiting {waited:.0f} s for {LICENCE_SLOT}: "
+                        f"{exc.message}. End the sessions that hold the slots on the License "
+                        "Monitoring Console (SM604000), or raise the login_wait_seconds setting",
+                        system=SYSTEM,
+                        status=exc.status,
+                    ) from None
+                client.report_wait(LICENCE_SLOT, waited, limit)
+                pause = min(exc.retry_after or LOGIN_LIMIT_POLL, limit - waited)
+                await client._sleep(pause)
+                waited += pause
+
+    # --- The saved session --------------------------------------------------------------------
+
+    def _saved_state(self) -> dict[str, Any]:
+        """What reuses or ends this session from another process (mode-specific)."""
+        return {}
+
+    def _keep(self) -> None:
+        """Save the session just opened or renewed, replacing any saved before."""
+        keeper = self.client.keeper
+        if keeper is not None:
+            keeper.save({"mode": self.mode, "owner": self.client.owner, **self._saved_state()})
+
+    def _forget(self) -> None:
+        keeper = self.client.keeper
+        if keeper is not None:
+            keeper.clear()
+
+    async def _resume_saved(self) -> bool:
+        """Reuse the session a previous process saved, or sign it out; whether it was reused."""
+        keeper = self.client.keeper
+        saved = keeper.load() if keeper is not None else None
+        if saved is None:
+            return False
+        if saved.get("owner") != self.client.owner:
+            # Saved for another instance, tenant or user (the settings changed): not a session
+            # to use or end here. The sign-in that follows saves over it.
+            log.info("acumatica: the saved session belongs to other settings; not used")
+            return False
+        reused = await self._adopt(saved) if saved.get("mode") == self.mode else None
+        if reused:
+            log.info("acumatica: reusing the %s session a previous run left open", self.mode)
+            return True
+        self._drop()
+        # False: the instance no longer knows it. None: unusable, but it may hold a slot.
+        if reused is False or await self._logout(_saved_credentials(saved)):
+            log.info("acumatica: the session a previous run left open is ended")
+            self._forget()
+        return False
+
+    async def _adopt(self, saved: Mapping[str, Any]) -> bool | None:
+        """Take ``saved`` up: ``True`` if it works, ``False`` if the instance ended it."""
+        return None
+
+    def _drop(self) -> None:
+        """Forget what :meth:`_adopt` took up."""
+
+    async def _probe(self) -> int:
+        """The status of the cheapest signed-in read (one GL account number)."""
+        client = self.client
+        response = await client._send("GET", f"{client.base_path}/{PROBE}", None)
+        return response.status_code
+
+
+def _saved_credentials(saved: Mapping[str, Any]) -> dict[str, str]:
+    """Headers that present a saved session (a bearer token, cookies) to its instance."""
+    headers: dict[str, str] = {}
+    token = saved.get("access_token")
+    if isinstance(token, str) and token:
+        headers["Authorization"] = f"Bearer {token}"
+    cookies = [
+        f"{c['name']}={c['value']}"
+        for c in saved.get("cookies") or ()
+        if isinstance(c, dict) and all(isinstance(c.get(k), str) for k in ("name", "value"))
+    ]
+    if cookies:
+        headers["Cookie"] = "; ".join(cookies)
+    return headers
 
 
 class _OAuthSession(_Session):
@@ -231,19 +372,28 @@ class _OAuthSession(_Session):
         )
 
     async def _renew(self) -> None:
-        if self.refresh_token:
-            try:
-                await self._grant(
-                    {
-                        "grant_type": "refresh_token",
-                        **self._client_fields(),
-                        "refresh_token": self.refresh_token,
-                    }
-                )
-                return
-            except AuthenticationError:
-                log.info("acumatica: refresh token refused; signing in with the password")
-        await self._sign_in()
+        if await self._refresh():
+            return
+        await self._sign_in_waiting()
+
+    async def _refresh(self) -> bool:
+        """Renew with the refresh token (the same session, so the same licence slot)."""
+        if not self.refresh_token:
+            return False
+        try:
+            await self._grant(
+                {
+                    "grant_type": "refresh_token",
+                    **self._client_fields(),
+                    "refresh_token": self.refresh_token,
+                }
+            )
+        except (AuthenticationError, ThrottledError):
+            # Refused, or the session had ended and no slot is free for it: a new sign-in
+            # follows, and waits for a slot if it must.
+            log.info("acumatica: refresh token refused; signing in with the password")
+            return False
+        return True
 
     async def _grant(self, form: dict[str, str]) -> None:
         client = self.client
@@ -270,6 +420,37 @@ class _OAuthSession(_Session):
         if self.access_token:
             await super().sign_out()
         self.access_token = self.refresh_token = None
+
+    def _saved_state(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+
+    async def _adopt(self, saved: Mapping[str, Any]) -> bool | None:
+        token, refresh = saved.get("access_token"), saved.get("refresh_token")
+        if not isinstance(token, str) or not token:
+            return None
+        self.access_token = token
+        self.refresh_token = refresh if isinstance(refresh, str) and refresh else None
+        self.expires_at = _parse_time(saved.get("expires_at"))
+        fresh = self.expires_at is not None and self.client.now() < self.expires_at - REFRESH_MARGIN
+        if fresh:
+            status = await self._probe()
+            if 200 <= status < 300:
+                return True
+            if status != 401:
+                return None  # the token may still be good: end the session to be sure
+        # An expired or refused token: its refresh token goes on with the same session.
+        try:
+            return await self._refresh()
+        except UpstreamError:
+            return None  # an answer that says nothing of the session: end it to be sure
+
+    def _drop(self) -> None:
+        self.access_token = self.refresh_token = None
+        self.expires_at = None
 
 
 class _CookieSession(_Session):
@@ -303,6 +484,46 @@ class _CookieSession(_Session):
     async def sign_out(self) -> None:
         await super().sign_out()
         self.client.http.cookies.clear()
+
+    def _saved_state(self) -> dict[str, Any]:
+        # The names are UNCONFIRMED (acumatica.md §8): the whole jar is the session.
+        return {
+            "cookies": [
+                {"name": c.name, "value": c.value, "domain": c.domain, "path": c.path}
+                for c in self.client.http.cookies.jar
+            ]
+        }
+
+    async def _adopt(self, saved: Mapping[str, Any]) -> bool | None:
+        cookies = [c for c in saved.get("cookies") or () if isinstance(c, dict)]
+        if not cookies:
+            return None
+        jar = self.client.http.cookies
+        for cookie in cookies:
+            jar.set(
+                str(cookie.get("name")),
+                str(cookie.get("value")),
+                domain=str(cookie.get("domain") or ""),
+                path=str(cookie.get("path") or "/"),
+            )
+        status = await self._probe()
+        if 200 <= status < 300:
+            self.expires_at = self.client.now() + COOKIE_IDLE
+            return True
+        return False if status == 401 else None
+
+    def _drop(self) -> None:
+        self.client.http.cookies.clear()
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 # --- The action gate ---------------------------------------------------------------------------
@@ -392,7 +613,11 @@ class AcumaticaClient:
         settings: Where and how to connect.
         credentials: Who to sign in as.
         clock: The current time (token expiry); tests share the emulator's clock.
-        sleep: How to wait between polls of a running action; tests pass one that does not wait.
+        sleep: How to wait between polls of a running action and for a licence slot; tests pass
+            one that does not wait.
+        keeper: Where the session is saved for the next process (``ctx.saved_session``).
+        report_wait: Told what a sign-in waits for (``ctx.report_wait``); without it, the wait
+            is logged here.
     """
 
     def __init__(
@@ -403,12 +628,16 @@ class AcumaticaClient:
         *,
         clock: Callable[[], datetime] = _utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        keeper: SessionKeeper | None = None,
+        report_wait: Callable[[str, float, float], None] | None = None,
     ) -> None:
         self.http = http
         self.settings = settings
         self.credentials = credentials
         self.now = clock
         self._sleep = sleep
+        self.keeper = keeper
+        self._report_wait = report_wait
         self.session: _Session = (
             _OAuthSession(self) if settings.auth_mode == "oauth" else _CookieSession(self)
         )
@@ -424,14 +653,30 @@ class AcumaticaClient:
         """The endpoint's path below the instance URL, e.g. ``entity/Default/24.200.001``."""
         return f"entity/{self.settings.endpoint_name}/{self.settings.endpoint_version}"
 
+    @property
+    def owner(self) -> dict[str, str]:
+        """Whose sessions this client opens: a saved session of anyone else is not reused."""
+        return {
+            "instance": self.settings.instance_url,
+            "tenant": self.settings.tenant,
+            "user": self.credentials.username,
+        }
+
+    def report_wait(self, what: str, waited: float, limit: float) -> None:
+        """Say that a call waits for ``what`` (``waited`` seconds so far, at most ``limit``)."""
+        if self._report_wait is not None:
+            self._report_wait(what, waited, limit)
+        else:
+            log.warning("acumatica: waiting for %s: %.0f s of at most %.0f s", what, waited, limit)
+
     # --- Session -----------------------------------------------------------------------------
 
     async def sign_in(self) -> None:
-        """Sign in from scratch.
+        """Sign in from scratch; the first time, reuse the saved session if it is still alive.
 
         Raises:
-            AuthenticationError: Credentials or tenant refused.
-            ThrottledError: The licence's API-user limit is reached (wait for a slot).
+            AuthenticationError: Credentials or tenant refused, or no licence slot came free
+                within ``login_wait_seconds``.
             ConfigurationError: The OAuth credentials are incomplete or name another tenant.
             TransientError: The instance could not be reached.
         """
@@ -747,7 +992,7 @@ class AcumaticaClient:
             return ThrottledError(
                 f"{what}: the licence's API-user limit is reached ({text or status}); "
                 "sessions that were not logged out hold slots until they expire",
-                retry_after=retry_after_seconds(response, self.now()) or LOGIN_LIMIT_WAIT,
+                retry_after=retry_after_seconds(response, self.now()) or LOGIN_LIMIT_POLL,
                 system=SYSTEM,
                 status=status,
             )

@@ -7,6 +7,10 @@ What it promises (shared/api/bill.md, by section):
   renewed before 30 idle minutes (BILL ends it after 35, §2). On the invalid-session answer (401, or
   ``BDC_1109`` / ``BDC_1361`` whatever the status) it signs in again *once* and replays the request
   *once*; a second refusal raises :class:`~ml_connector.errors.SessionExpiredError`. Never a loop.
+  The session id is saved (encrypted by the core, ``ConnectionContext.saved_session``) after each
+  sign-in and reused by the next process, so a run after a crash costs no sign-in (BILL allows
+  200 an hour per developer key, §4); a saved session BILL has ended is answered like any other.
+  It is forgotten after the sign-out at close.
 - Every error is classified by BILL's code first and the HTTP status second (§3, §8), onto the
   core's tree: ``BDC_1322`` / ``BDC_1144`` / 429 -> :class:`~ml_connector.errors.ThrottledError`
   (``BDC_1144`` waits until the next full hour), 5xx, ``BDC_1001`` / ``BDC_1002``, timeouts and
@@ -70,7 +74,7 @@ from ml_connector_bill.schemas import (
 )
 
 if TYPE_CHECKING:
-    from ml_connector.context import ConnectionContext
+    from ml_connector.context import ConnectionContext, SessionKeeper
 
 __all__ = [
     "SESSION_REFRESH_IDLE",
@@ -177,6 +181,7 @@ class BillClient:
         credentials: The connection's credentials.
         clock: The current time (for ``BDC_1144``'s wait until the next hour).
         monotonic: Seconds for the session's idle timer.
+        keeper: Where the session is saved for the next process (``ctx.saved_session``).
     """
 
     def __init__(
@@ -187,6 +192,7 @@ class BillClient:
         *,
         clock: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        keeper: SessionKeeper | None = None,
     ) -> None:
         self._http = http
         self._urls: OrderedDict[str, httpx.URL] = OrderedDict()
@@ -197,6 +203,8 @@ class BillClient:
         self._session: str | None = None
         self._last_used = 0.0
         self._login_lock = asyncio.Lock()
+        self._keeper = keeper
+        self._saved_checked = keeper is None
         #: How many times this client signed in (tests and the audit read it).
         self.logins = 0
         #: The signed-in user's id (``006…``), once signed in.
@@ -215,7 +223,8 @@ class BillClient:
         if not isinstance(credentials, BillCredentials):
             raise ConfigurationError(f"{SYSTEM}: credentials must be BillCredentials")
         http = ctx.http_client(settings.api_url, headers={"accept": "application/json"})
-        return cls(http, settings, credentials)
+        # A session a previous process left is reused (contract 1.2; absent from older cores).
+        return cls(http, settings, credentials, keeper=getattr(ctx, "saved_session", None))
 
     # --- Session ---------------------------------------------------------------------------------
 
@@ -274,7 +283,40 @@ class BillClient:
         self.user_id = login.userId
         self.logins += 1
         log.info("signed in to BILL organization %s", self.settings.organization_id)
+        if self._keeper is not None:
+            self._keeper.save(
+                {"owner": self._owner(), "session_id": login.sessionId, "user_id": login.userId}
+            )
         return login
+
+    def _owner(self) -> dict[str, str]:
+        """Whose session it is: a saved session of other settings is not reused."""
+        return {
+            "api_url": self.settings.api_url,
+            "organization_id": self.settings.organization_id,
+            "username": self._credentials.username,
+        }
+
+    def _resume_saved(self) -> str | None:
+        """Take up the session a previous process saved, once per client; ``None`` if none.
+
+        It is not checked here: if BILL ended it, the first call is refused as any expired
+        session is, and the client signs in again once.
+        """
+        if self._saved_checked or self._keeper is None:
+            return None
+        self._saved_checked = True
+        saved = self._keeper.load()
+        if saved is None or saved.get("owner") != self._owner():
+            return None
+        session, user = saved.get("session_id"), saved.get("user_id")
+        if not isinstance(session, str) or not session:
+            return None
+        self._session = session
+        self.user_id = user if isinstance(user, str) else None
+        self._last_used = self._monotonic()  # unknown: BILL says so if it ended the session
+        log.info("reusing the BILL session a previous run left open")
+        return session
 
     async def _current_session(self) -> str:
         session = self._session
@@ -287,6 +329,9 @@ class BillClient:
         async with self._login_lock:
             if self._session is not None and self._session != stale:
                 return self._session
+            resumed = self._resume_saved() if self._session is None else None
+            if resumed is not None:
+                return resumed
             await self._login_now()
             assert self._session is not None
             return self._session
@@ -297,9 +342,13 @@ class BillClient:
         if session is None:
             return
         try:
-            await self._send("POST", "/v3/logout", session)
+            response = await self._send("POST", "/v3/logout", session)
         except Exception as exc:  # the session is gone either way
             log.debug("BILL logout failed: %s", type(exc).__name__)
+            return
+        # Forgotten once BILL ended it (or no longer knew it); else the next run reuses it.
+        if self._keeper is not None and (response.is_success or self._session_refused(response)):
+            self._keeper.clear()
 
     async def aclose(self) -> None:
         """Log out and close the HTTP client; never raises."""

@@ -9,7 +9,6 @@ alone, and webhooks signed with HMAC-SHA256 in ``x-bill-sha-signature``. Registe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
@@ -38,7 +37,7 @@ from ml_connector.testing._client import SessionClient
 from ml_connector.testing._paging import decode_token, encode_token
 from ml_connector.testing._sink import BATCH_LIMIT, MAX_IN_FLIGHT, FakeSink
 from ml_connector.testing._sink_rules import SYSTEM
-from ml_connector.testing._webhooks import entity_key, verify_signature
+from ml_connector.testing._webhooks import entity_key, parse_untrusted, verify_signature
 
 if TYPE_CHECKING:
     from ml_connector.context import ConnectionContext
@@ -145,39 +144,65 @@ def to_payment(payment: SinkPayment) -> Payment | RejectedRecord:
         return reject(".".join(str(p) for p in error["loc"]) or None, error["msg"])
 
 
-def _webhook_refusal(field: str | None, reason: str) -> InvalidRecordError:
-    return InvalidRecordError("webhook", None, field, reason, system=SYSTEM)
+def _webhook_refusal(event_id: str | None, field: str | None, reason: str) -> InvalidRecordError:
+    # Signed but unusable: the core answers 200 and lists it in the exception queue (by event id
+    # when there is one); a non-200 would only make the sink retry it, then disable the hook.
+    return InvalidRecordError("webhook", event_id, field, reason, system=SYSTEM)
+
+
+_WEBHOOK_ENTITIES = ("vendor", "bill", "payment")  # as the BILL plugin handles
+
+
+def _webhook_text(value: Any) -> str | None:
+    """``value`` if it is a usable id: a non-blank string the store's id columns can hold."""
+    if isinstance(value, str) and value.strip() and len(value) <= 255:
+        return value
+    return None
 
 
 def _parse_delivery(body: bytes, organization_id: str) -> WebhookBatch:
-    """Parse a verified delivery; only called once its signature matched."""
+    """Parse a verified delivery; only called once its signature matched.
+
+    Parsed with bounded depth and number length (:func:`parse_untrusted`): a signed body must not
+    cost more than linear time either.
+    """
     try:
-        data: Any = json.loads(body)
+        data: Any = parse_untrusted(body)
         if isinstance(data, str):  # bill.md §6: the payload may come JSON-escaped, as a string
-            data = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise _webhook_refusal(None, "the body is not JSON") from None
+            data = parse_untrusted(data.encode())
+    except ValueError as exc:
+        raise _webhook_refusal(None, None, f"the body cannot be read: {exc}") from None
     metadata = data.get("metadata") if isinstance(data, dict) else None
     if not isinstance(metadata, dict):
-        raise _webhook_refusal("metadata", "the delivery has no metadata")
-    for name in ("eventId", "eventType", "organizationId"):
-        if not isinstance(metadata.get(name), str) or not metadata[name]:
-            raise _webhook_refusal(f"metadata.{name}", "is missing")
+        raise _webhook_refusal(None, "metadata", "the delivery has no metadata")
+    event_id = _webhook_text(metadata.get("eventId"))
+    if event_id is None:
+        raise _webhook_refusal(None, "metadata.eventId", "is missing or not an id")
+    for name in ("eventType", "organizationId"):
+        if _webhook_text(metadata.get(name)) is None:
+            raise _webhook_refusal(event_id, f"metadata.{name}", "is missing")
     if metadata["organizationId"] != organization_id:
-        raise _webhook_refusal("metadata.organizationId", "the event is for another organization")
+        raise _webhook_refusal(
+            event_id, "metadata.organizationId", "the event is for another organization"
+        )
     key = entity_key(metadata["eventType"])
+    if key not in _WEBHOOK_ENTITIES:
+        raise _webhook_refusal(
+            event_id, "metadata.eventType", "is not a vendor, bill or payment event"
+        )
     entity = data.get(key)
-    if not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
-        raise _webhook_refusal(key, f"the event carries no {key} with an id")
+    entity_id = _webhook_text(entity.get("id")) if isinstance(entity, dict) else None
+    if entity_id is None:
+        raise _webhook_refusal(event_id, key, f"the event carries no {key} with an id")
     subscription_id = metadata.get("subscriptionId")
     return WebhookBatch(
         subscription_id=subscription_id if isinstance(subscription_id, str) else None,
         events=(
             WebhookEvent(
-                event_id=metadata["eventId"],
+                event_id=event_id,
                 event_type=metadata["eventType"],
                 entity_type=key,
-                entity_id=entity["id"],
+                entity_id=entity_id,
                 payload=entity,
             ),
         ),

@@ -59,8 +59,7 @@ from ml_connector_bill.schemas import (
     WireClassification,
     WirePayment,
     WireSubscription,
-    dumps,
-    loads,
+    loads_untrusted,
     sign,
 )
 
@@ -69,6 +68,8 @@ if TYPE_CHECKING:
     from ml_connector.models import BillDraft, ChangeWindow, Vendor
 
 __all__ = [
+    "CANONICAL_MAX_BODY",
+    "MAX_WEBHOOK_BODY",
     "SINGLE_STATUS",
     "authenticate",
     "check_connection",
@@ -708,39 +709,84 @@ async def ensure_webhook_subscription(
 
 # --- Webhook deliveries --------------------------------------------------------------------------
 
+MAX_WEBHOOK_BODY = 1 << 20
+"""The largest delivery verified, in bytes; a larger one is refused without being read.
+
+BILL's payment events are a few kilobytes (bill.md §6: the payment, its bill ids, the vendor); a
+megabyte leaves room for a bill event with hundreds of lines.
+"""
+
+CANONICAL_MAX_BODY = 16 * 1024
+"""The largest delivery re-serialised when its raw bytes do not match the signature.
+
+What BILL signs is UNCONFIRMED (bill.md §6): the raw body, or "the minified JSON payload". The
+fallback parses and re-writes the body, so it runs only on bodies this small, which keeps a forged
+delivery's cost to a few milliseconds (about 5 at this size). A payment event, the one the
+connector subscribes to, is a few kilobytes even with a hundred bill ids.
+"""
+
+_DIGEST_LENGTH = 44  # base64 of a 32-byte HMAC-SHA256, with its padding
+_MAX_TEXT = 255  # the longest event id, type or entity id kept (the store's id columns)
+
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     wanted = name.lower()
     return next((v for k, v in headers.items() if k.lower() == wanted), None)
 
 
-def _canonical_forms(body: bytes) -> list[bytes]:
+# A non-integral number's text as received, wrapped so json.dumps writes it as a string it can be
+# told by; the wrapping is then cut out again. A string of BILL's that starts and ends with NUL
+# would lose its quotes too: that only changes which bytes are tried, never what verifies.
+_NUMBER_MARK = "\x00"
+_MARKED_OPEN, _MARKED_CLOSE = b'"\\u0000', b'\\u0000"'
+
+
+def _marked(text: str) -> str:
+    return f"{_NUMBER_MARK}{text}{_NUMBER_MARK}"
+
+
+def _minified(value: Any, *, ascii_only: bool) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only).encode()
+
+
+def _canonical_forms(body: bytes, *, inner: bool = True) -> list[bytes]:
     """The re-serialisations BILL may have signed (bill.md §6: "the minified JSON payload").
 
-    Exact numbers first (``230.00`` stays ``230.00``), then Python's own minified forms; for a
-    payload sent as a JSON string, the inner document too. Used only to compute HMACs.
+    Numbers as received first (``230.00`` stays ``230.00``), then Python's own minified forms;
+    for a payload sent as a JSON string, the inner document too (one level). Used only to compute
+    HMACs, only on bodies up to :data:`CANONICAL_MAX_BODY`, and only once the body passed
+    :func:`~ml_connector_bill.schemas.loads_untrusted`'s limits (depth, number length, UTF-8, no
+    lone surrogates): a body outside them has no canonical form, so only its raw bytes can
+    match. Every step after the checks is C code (json), linear in the body's size.
     """
-    try:
-        exact, plain = loads(body), json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    if len(body) > CANONICAL_MAX_BODY:
         return []
-    forms = [
-        dumps(exact),
-        json.dumps(plain, separators=(",", ":")).encode(),
-        json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode(),
-    ]
-    if isinstance(exact, str):
-        forms.append(exact.encode())
-        forms += _canonical_forms(exact.encode())
+    try:
+        plain = loads_untrusted(body, exact=False)
+        as_received = json.loads(body, parse_float=_marked)  # within the limits just checked
+        forms = [
+            _minified(as_received, ascii_only=False)
+            .replace(_MARKED_OPEN, b"")
+            .replace(_MARKED_CLOSE, b""),
+            _minified(plain, ascii_only=True),
+            _minified(plain, ascii_only=False),
+        ]
+    except (ValueError, RecursionError):  # not JSON, outside the limits, or not UTF-8-encodable
+        return []
+    if inner and isinstance(plain, str):
+        forms.append(plain.encode())
+        forms += _canonical_forms(plain.encode(), inner=False)
     return forms
 
 
 def verify_signature(headers: Mapping[str, str], body: bytes, security_key: str) -> None:
-    """Check ``x-bill-sha-signature`` against the body, in constant time.
+    """Check ``x-bill-sha-signature`` against the body, in constant time, before reading it.
 
-    What BILL signs is UNCONFIRMED (bill.md §6): the raw body is checked first, then its minified
-    re-serialisations. A whitespace-only change therefore still verifies (the content is the one
-    BILL signed); any change to the content does not.
+    What BILL signs is UNCONFIRMED (bill.md §6): the raw body is checked first, then (for bodies
+    up to :data:`CANONICAL_MAX_BODY`) its minified re-serialisations. A whitespace-only change
+    therefore still verifies (the content is the one BILL signed); any change to the content
+    does not. A body over :data:`MAX_WEBHOOK_BODY` or a header that cannot be a base64
+    HMAC-SHA256 is refused before any work on the body.
 
     Raises:
         WebhookVerificationError: The header is missing or no form of the body matches.
@@ -748,13 +794,18 @@ def verify_signature(headers: Mapping[str, str], body: bytes, security_key: str)
     provided = _header(headers, SIGNATURE_HEADER)
     if not provided:
         raise WebhookVerificationError(f"the delivery has no {SIGNATURE_HEADER} header")
-    given = provided.strip().encode()
-    candidates = [body]
+    # "backslashreplace": a header value is whatever the sender wrote; comparing must not raise.
+    given = provided.strip().encode("utf-8", "backslashreplace")
+    if len(given) != _DIGEST_LENGTH:
+        raise WebhookVerificationError("the webhook signature is not a base64 HMAC-SHA256")
+    if len(body) > MAX_WEBHOOK_BODY:
+        raise WebhookVerificationError(
+            f"the delivery is larger than {MAX_WEBHOOK_BODY} bytes; nothing in it was read"
+        )
+    if hmac.compare_digest(sign(body, security_key).encode(), given):
+        return
     for form in _canonical_forms(body):
-        if form not in candidates:
-            candidates.append(form)
-    for candidate in candidates:
-        if hmac.compare_digest(sign(candidate, security_key).encode(), given):
+        if form != body and hmac.compare_digest(sign(form, security_key).encode(), given):
             return
     raise WebhookVerificationError("the webhook signature does not match the body")
 
@@ -762,34 +813,54 @@ def verify_signature(headers: Mapping[str, str], body: bytes, security_key: str)
 _ENTITIES = ("vendor", "bill", "payment")
 
 
-def _refusal(field: str | None, reason: str) -> InvalidRecordError:
-    return InvalidRecordError("webhook", None, field, reason, system=SYSTEM)
+def _refusal(event_id: str | None, field: str | None, reason: str) -> InvalidRecordError:
+    # A signed delivery the connector cannot use: the core answers it 200 (BILL would retry it,
+    # then disable the subscription) and lists it in the exception queue under the event id.
+    return InvalidRecordError("webhook", event_id, field, reason, system=SYSTEM)
+
+
+def _text(value: Any) -> str | None:
+    """``value`` if it is a usable id or name: a non-blank string the store can hold."""
+    if isinstance(value, str) and value.strip() and len(value) <= _MAX_TEXT:
+        return value
+    return None
+
+
+def _shown(value: str) -> str:
+    # Reasons name the value, shortened: they are shown to a person and stored.
+    return repr(value if len(value) <= 60 else value[:57] + "...")
 
 
 def _event(data: Any, organization_id: str) -> tuple[WebhookEvent, str | None]:
-    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
-        raise _refusal("metadata", "the delivery has no metadata")
-    metadata = data["metadata"]
-    for name in ("eventId", "eventType"):
-        if not isinstance(metadata.get(name), str) or not metadata[name]:
-            raise _refusal(f"metadata.{name}", "is missing")
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    if not isinstance(metadata, dict):
+        raise _refusal(None, "metadata", "the delivery has no metadata")
+    event_id = _text(metadata.get("eventId"))
+    if event_id is None:
+        raise _refusal(None, "metadata.eventId", "is missing or not an id")
+    event_type = _text(metadata.get("eventType"))
+    if event_type is None:
+        raise _refusal(event_id, "metadata.eventType", "is missing or not an event type")
     organization = metadata.get("organizationId")
     if organization is not None and organization != organization_id:
-        raise _refusal("metadata.organizationId", "the event is for another organization")
-    entity_type = metadata["eventType"].split(".", 1)[0]
+        raise _refusal(event_id, "metadata.organizationId", "the event is for another organization")
+    entity_type = event_type.split(".", 1)[0]
     if entity_type not in _ENTITIES:
-        raise _refusal("metadata.eventType", f"{metadata['eventType']} is not a known event")
+        raise _refusal(
+            event_id, "metadata.eventType", f"{_shown(event_type)} is not an event this handles"
+        )
     entity = data.get(entity_type)
-    if not isinstance(entity, dict) or not isinstance(entity.get("id"), str):
-        raise _refusal(entity_type, f"the event carries no {entity_type} with an id")
+    entity_id = _text(entity.get("id")) if isinstance(entity, dict) else None
+    if entity_id is None:
+        raise _refusal(event_id, entity_type, f"the event carries no {entity_type} with an id")
     subscription = metadata.get("subscriptionId")
     # Payload values are hints (the engine re-reads the payment); JSON-safe copies only.
     payload = json.loads(json.dumps(entity, default=str))
     event = WebhookEvent(
-        event_id=metadata["eventId"],
-        event_type=metadata["eventType"],
+        event_id=event_id,
+        event_type=event_type,
         entity_type=entity_type,
-        entity_id=entity["id"],
+        entity_id=entity_id,
         payload=payload,
     )
     return event, subscription if isinstance(subscription, str) else None
@@ -804,19 +875,27 @@ async def parse_webhook(
 ) -> WebhookBatch:
     """Verify the delivery's signature, then parse its vendor, bill or payment event.
 
-    Local: no call to BILL. The body is read only after the signature matched.
+    Local: no call to BILL. The body is read only after the signature matched, and then with
+    bounded depth and number length too: a signed body is BILL's, but must not cost more than
+    linear time either.
+
+    Raises:
+        WebhookVerificationError: The signature is missing or does not match.
+        InvalidRecordError: The delivery is signed but not an event this plugin can use (not JSON
+            within the limits, another organization's, an unhandled event type, no entity id);
+            ``record_id`` is its event id when it has one.
     """
     verify_signature(headers, body, security_key.get_secret_value())
     try:
-        data = loads(body)
+        data = loads_untrusted(body)
         if isinstance(data, str):  # bill.md §6: "JSON-escaped and presented as a string"
-            data = loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise _refusal(None, "the body is not JSON") from None
+            data = loads_untrusted(data.encode())
+    except ValueError as exc:
+        raise _refusal(None, None, f"the body cannot be read: {exc}") from None
     organization_id = _settings(ctx).organization_id
     parsed = [
         _event(item, organization_id) for item in (data if isinstance(data, list) else [data])
     ]
     if not parsed:
-        raise _refusal(None, "the delivery carries no event")
+        raise _refusal(None, None, "the delivery carries no event")
     return WebhookBatch(subscription_id=parsed[0][1], events=tuple(e for e, _ in parsed))

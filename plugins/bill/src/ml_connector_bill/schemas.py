@@ -61,6 +61,7 @@ __all__ = [
     "dumps",
     "events_url_for",
     "loads",
+    "loads_untrusted",
     "sign",
 ]
 
@@ -443,6 +444,104 @@ def loads(raw: bytes | str) -> Any:
         ValueError: Not JSON.
     """
     return json.loads(raw, parse_float=Decimal)
+
+
+# Bounds for JSON from a sender not yet trusted (webhook bodies, bill.md §6). BILL's payloads
+# nest four levels and carry amounts of a few digits; these leave room and keep every step below
+# linear in the body's size: a 17-byte ``1e999999999`` written out digit for digit is a billion
+# digits, and a body nested a million levels deep exhausts the stack.
+UNTRUSTED_MAX_DEPTH = 32
+"""Nesting levels an untrusted JSON body may have (deeper ones are refused unparsed)."""
+UNTRUSTED_MAX_DIGITS = 40
+"""Digits in a row an untrusted JSON number may have; exponents have at most two digits."""
+
+# Everything but the four brackets, as a ``bytes.translate`` delete set; braces count as brackets
+# (only the depth matters here: json.loads refuses a brace closed by a bracket).
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
+# Digits all read as 0 and the exponent as e, so one substring test finds a long run.
+_NUMBER_SHAPE = bytes.maketrans(b"123456789E", b"000000000e")
+_LONG_NUMBER = (b"0" * (UNTRUSTED_MAX_DIGITS + 1), b"e000", b"e+000", b"e-000")
+# A \u escape of a surrogate: the only way a parsed string can hold a lone one (raw UTF-8
+# surrogates do not decode).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _outside_strings(raw: bytes) -> bytes:
+    r"""The bytes of a JSON text that lie outside its strings (exact for valid JSON).
+
+    Only C-speed steps: ``\\`` pairs are dropped first (a run of backslashes escapes the next
+    character only if it is odd), then escaped quotes, so every quote left opens or closes a
+    string; every other piece between quotes is outside.
+    """
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(unescaped.split(b'"')[::2])
+
+
+def _too_costly(raw: bytes, max_depth: int) -> str | None:
+    """Why parsing ``raw`` could cost more than linear time or stack, or ``None``."""
+    outside = _outside_strings(raw)
+    nesting = outside.translate(_AS_BRACKETS, _NOT_BRACKETS)
+    # One replace removes every innermost pair, and no pair its removals join (the scan goes on
+    # after each match): one level per pass. What is left after max_depth passes is deeper, or
+    # unbalanced, which is not JSON either. A run of more openers than allowed ends it at once.
+    too_deep = b"[" * (max_depth + 1)
+    for _ in range(max_depth):
+        if too_deep in nesting:
+            break
+        shorter = nesting.replace(b"[]", b"")
+        if shorter == nesting:
+            break
+        nesting = shorter
+    if nesting:
+        return f"it is nested more than {max_depth} levels deep, or its brackets do not match"
+    shape = outside.translate(_NUMBER_SHAPE)
+    if any(run in shape for run in _LONG_NUMBER):
+        return f"it has a number of more than {UNTRUSTED_MAX_DIGITS} digits or a 3-digit exponent"
+    return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_untrusted(raw: bytes, *, exact: bool = True, max_depth: int = UNTRUSTED_MAX_DEPTH) -> Any:
+    r"""Parse JSON from a sender not yet trusted, in time and stack linear in its size.
+
+    Checked before :func:`json.loads` sees it, by byte scans: strict UTF-8, at most ``max_depth``
+    levels of nesting, no number longer than :data:`UNTRUSTED_MAX_DIGITS` digits or with an
+    exponent of three digits. ``NaN`` and ``Infinity`` are refused, and so are lone surrogates
+    (``"\ud800"``), which no UTF-8 text can carry on.
+
+    Args:
+        raw: The JSON text.
+        exact: Read non-integral numbers as :class:`~decimal.Decimal` (else as float).
+        max_depth: The deepest nesting accepted.
+
+    Raises:
+        ValueError: Not JSON, or outside the limits; the message says which, without the text.
+    """
+    problem = _too_costly(raw, max_depth)
+    if problem is not None:
+        raise ValueError(problem)
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8") from None
+    try:
+        value = json.loads(
+            text, parse_float=Decimal if exact else float, parse_constant=_no_constant
+        )
+    except RecursionError:  # pragma: no cover - the depth scan refuses these first
+        raise ValueError("it is nested too deeply") from None
+    except ValueError:
+        raise ValueError("it is not JSON") from None
+    if _SURROGATE_ESCAPE.search(raw) is not None:
+        try:
+            json.dumps(value, ensure_ascii=False, default=str).encode()
+        except UnicodeEncodeError:
+            raise ValueError("it has a lone surrogate escape") from None
+    return value
 
 
 def _encode(value: Any, out: list[str]) -> None:

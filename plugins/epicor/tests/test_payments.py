@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import types
 from datetime import date
 from decimal import Decimal
 
+import httpx
+import pluggy
 import pytest
 from plugins.epicor.tests.helpers import Chart, context, emulator, read_all, window
 
+from ml_connector import hookspecs
 from ml_connector.emulation import FaultAction
 from ml_connector.errors import (
     AuthenticationError,
@@ -16,8 +20,8 @@ from ml_connector.errors import (
     TransientError,
 )
 from ml_connector.models import Payable, PaymentPosting
-from ml_connector_epicor import plugin
-from ml_connector_epicor.client import payment_group_id
+from ml_connector_epicor import PLUGIN_INFO, plugin
+from ml_connector_epicor.client import EpicorClient, payment_group_id
 from ml_connector_epicor.emulator import EpicorEmulator
 
 PAYMENT_CALLS = [
@@ -213,3 +217,178 @@ async def test_the_lookup_falls_back_to_getrows_when_odata_fails() -> None:
     second = await plugin.record_payment(context(emu), _posting(payable))
     assert (second.source_id, second.already_recorded) == (first.source_id, True)
     assert any(r.path.endswith("PaymentEntrySvc/GetRows") for r in emu.log.records)
+
+
+# --- find_payment (contract 1.2): the look the core makes before every posting ------------------
+
+
+def _v2_methods(emu: EpicorEmulator) -> set[str]:
+    return {r.method for r in emu.log.records if "/api/v2/" in r.path}
+
+
+async def test_find_payment_finds_what_record_payment_entered_and_nothing_before() -> None:
+    emu = emulator()
+    _, (payable,) = await _payables(emu, "90.00")
+    ctx = context(emu)
+    await plugin.authenticate(ctx)
+    emu.log.clear()
+    assert await plugin.find_payment(ctx, _posting(payable)) is None
+    assert _v2_methods(emu) == {"GET"}, "a look writes nothing"
+    recorded = await plugin.record_payment(ctx, _posting(payable))
+    found = await plugin.find_payment(ctx, _posting(payable))
+    assert found is not None
+    assert (found.source_id, found.already_recorded) == (recorded.source_id, True)
+
+
+async def test_an_unposted_payment_counts_as_found_and_is_left_unposted() -> None:
+    emu = emulator()
+    _, (payable,) = await _payables(emu, "75.00")
+    ctx = context(emu, post_payments=False)
+    recorded = await plugin.record_payment(ctx, _posting(payable))
+    ((check, _),) = emu.books.payments_against(_key(payable))
+    emu.log.clear()
+    found = await plugin.find_payment(context(emu), _posting(payable))  # posting switched on
+    # Entering another would pay the invoice twice once both groups are posted.
+    assert found is not None
+    assert (found.source_id, found.already_recorded) == (recorded.source_id, True)
+    assert _v2_methods(emu) == {"GET"}
+    assert check["Posted"] is False, "a look posts nothing"
+    assert check["GroupID"] in emu.books.groups
+
+
+async def test_the_same_bill_payment_on_another_invoice_is_not_this_posting() -> None:
+    emu = emulator()
+    _, (small, large) = await _payables(emu, "15.00", "25.00")
+    ctx = context(emu)
+    await plugin.record_payment(ctx, _posting(small, "stp01OTHERINV"))
+    assert await plugin.find_payment(ctx, _posting(large, "stp01OTHERINV")) is None
+    assert emu.books.payments_against(_key(large)) == []
+
+
+async def test_one_payment_applied_to_several_invoices_is_found_for_each_of_them() -> None:
+    emu = emulator()
+    _, (one, two, three) = await _payables(emu, "11.00", "22.00", "33.00")
+    head_num = _clerk_enters_one_payment(emu, "stp01SEVERAL", [one, two])
+    ctx = context(emu)
+    for payable in (one, two):
+        found = await plugin.find_payment(ctx, _posting(payable, "stp01SEVERAL"))
+        assert found is not None
+        assert found.source_id == str(head_num)
+    assert await plugin.find_payment(ctx, _posting(three, "stp01SEVERAL")) is None
+
+
+def _clerk_enters_one_payment(emu: EpicorEmulator, reference: str, paid: list[Payable]) -> int:
+    """One ``CheckHed`` with an ``APTran`` per invoice, entered and posted as a clerk would."""
+    books, user, group = emu.books, emu.USER, "CLERK01"
+    ds = books.new_group({}, user)
+    ds["APChkGrp"][-1].update(GroupID=group, BankAcctID=emu.BANK)
+    books.update_groups(ds)
+    assert books.lock_group(group, user)
+    ds = books.on_change_vendor("ACMEFAST", books.create_check(group, {}, user))
+    head = ds["CheckHed"][-1]
+    head["XRefCheckNum"] = reference
+    for payable in paid:
+        books.new_tran(ds, head["HeadNum"], payable.invoice_number)
+        books.on_change_invoice(payable.invoice_number, ds)
+    books.update_checks(ds)
+    books.post_group(group)
+    return int(head["HeadNum"])
+
+
+async def test_the_lookup_pages_through_every_payment_carrying_the_reference() -> None:
+    emu = emulator()
+    _, payables = await _payables(emu, "1.00", "2.00", "3.00", "4.00", "5.00")
+    ctx = context(emu, page_size=2)
+    for payable in payables:
+        await plugin.record_payment(ctx, _posting(payable, "stp01PAGED"))
+    emu.log.clear()
+    found = await plugin.find_payment(ctx, _posting(payables[-1], "stp01PAGED"))
+    ((check, _),) = emu.books.payments_against(_key(payables[-1]))
+    assert found is not None
+    assert found.source_id == str(check["HeadNum"])
+    reads = [r for r in emu.log.records if r.path.endswith("/PaymentEntries")]
+    # 2 + 2 + 1 rows, then the empty page that ends a read (the row cap may be below $top)
+    assert len(reads) == 4
+
+
+async def test_the_lookup_falls_back_to_getrows_too() -> None:
+    emu = emulator()
+    _, (payable,) = await _payables(emu, "45.00")
+    recorded = await plugin.record_payment(context(emu), _posting(payable))
+    emu.set_odata_500(1.0)
+    found = await plugin.find_payment(context(emu), _posting(payable))
+    assert found is not None
+    assert found.source_id == recorded.source_id
+    assert any(r.path.endswith("PaymentEntrySvc/GetRows") for r in emu.log.records)
+
+
+async def test_an_id_that_is_no_epicor_invoice_has_no_payment() -> None:
+    emu = emulator()
+    _, (payable,) = await _payables(emu, "45.00")
+    foreign = payable.model_copy(update={"source_id": "AP-0001"})
+    assert await plugin.find_payment(context(emu), _posting(foreign)) is None
+
+
+async def test_the_emulator_enters_a_second_payment_when_nothing_looks_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kinetic does not refuse a second payment with the same XRefCheckNum; neither does the
+    emulator, so only the connector's look keeps a BILL payment from being entered twice."""
+    emu = emulator()
+    _, (payable,) = await _payables(emu, "100.00")
+    ctx = context(emu)
+    key = (emu.books.vendors[_key(payable)[0]]["Name"], payable.invoice_number)
+
+    async def nothing(*_: object) -> None:
+        return None
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpicorClient, "find_payment", nothing)
+        first = await plugin.record_payment(ctx, _posting(payable, "stp01NOLOOK", "30.00"))
+        second = await plugin.record_payment(ctx, _posting(payable, "stp01NOLOOK", "30.00"))
+    assert first.source_id != second.source_id
+    assert emu.payments_carrying("stp01NOLOOK") == {key: 2}
+    assert emu.books.invoices[_key(payable)].head["DocInvoiceBal"] == Decimal("40.00")
+    # With the look, a third posting finds one of them and enters nothing.
+    again = await plugin.record_payment(ctx, _posting(payable, "stp01NOLOOK", "30.00"))
+    assert again.already_recorded is True
+    assert emu.payments_carrying("stp01NOLOOK") == {key: 2}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"$filter": "ExternalRef eq 'stp01'"},  # not a CheckHed column
+        {"$filter": "XRefCheckNum eq 'stp01'", "$select": "HeadNum,PaymentRef"},
+        {"$expand": "APTranz"},  # not a navigation of PaymentEntries
+    ],
+)
+async def test_the_emulator_refuses_what_kinetic_refuses_on_payment_entries(
+    params: dict[str, str],
+) -> None:
+    emu = emulator()
+    path = f"/{emu.INSTANCE}/api/v2/odata/{emu.COMPANY}/Erp.BO.PaymentEntrySvc/PaymentEntries"
+    auth = httpx.BasicAuth(emu.USER, emu.PASSWORD)
+    headers = {"x-api-key": emu.API_KEY}
+    async with httpx.AsyncClient(transport=emu.transport(), base_url="http://epicor") as http:
+        refused = await http.get(path, params=params, auth=auth, headers=headers)
+        lookup = {"$filter": "XRefCheckNum eq 'stp01' and VendorNum eq 1",
+                  "$select": "HeadNum,XRefCheckNum", "$expand": "APTrans"}  # fmt: skip
+        served = await http.get(path, params=lookup, auth=auth, headers=headers)
+    assert refused.status_code == 400
+    assert refused.json()["ErrorType"] == "Microsoft.OData.ODataException"
+    assert served.status_code == 200
+    assert served.json()["value"] == []
+
+
+def test_the_plugin_still_loads_under_a_core_without_find_payment() -> None:
+    """PLUGIN_INFO admits contract 1.0 and 1.1 cores; their specs have no find_payment."""
+    older = types.ModuleType("contract_1_1")
+    for name in dir(hookspecs):
+        if name != "find_payment" and hasattr(getattr(hookspecs, name), "ml_connector_spec"):
+            setattr(older, name, getattr(hookspecs, name))
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(older)
+    pm.register(plugin)
+    pm.check_pending()  # no "unknown hook 'find_payment'"
+    assert PLUGIN_INFO["contract"] == ">=1.0,<2"

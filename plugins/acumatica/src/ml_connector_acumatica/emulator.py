@@ -478,13 +478,17 @@ def _seed(books: Books, rng: random.Random, now: datetime, extra_bills: int, bra
             "ApplicationDate": closed["Date"] + timedelta(days=20),
             "Description": "Check run",
             "CurrencyID": "USD",
-            "Details": [
+            # Released: its application is history, "Documents to Apply" is blank (UG AP302000).
+            "Details": [],
+            "History": [
                 {
                     "id": str(uuid.uuid4()),
                     "DocType": "Bill",
                     "ReferenceNbr": closed["ReferenceNbr"],
                     "AmountPaid": closed["Amount"],
                     "Balance": Decimal("0.00"),
+                    "CashDiscountTaken": Decimal("0.00"),
+                    "VendorRef": closed.get("VendorRef"),
                 }
             ],
             "LastModifiedDateTime": closed["LastModifiedDateTime"],
@@ -684,10 +688,13 @@ class _FilterParser:
     ``startswith`` and ``endswith`` (acumatica.md §4).
     """
 
-    def __init__(self, text: str, fields: frozenset[str]) -> None:
+    def __init__(
+        self, text: str, fields: frozenset[str], details: frozenset[str] = frozenset()
+    ) -> None:
         self.tokens = _tokens(text)
         self.position = 0
         self.fields = fields
+        self.details = details
 
     def parse(self) -> Predicate:
         predicate = self._or()
@@ -738,6 +745,9 @@ class _FilterParser:
     def _operand(self) -> Callable[[Mapping[str, Any]], Any]:
         kind, text = self._take()
         if kind == "word" and text not in ("true", "false", "null"):
+            if text.split("/")[0] in self.details:
+                # acumatica.md §4 (IDG): filtering on detail records is not supported.
+                raise FilterError(f"cannot filter on the detail entity {text!r}")
             if text.split("/")[0] not in self.fields:
                 raise FilterError(f"unknown field {text!r} in $filter")
             return lambda r: _field(r, text)
@@ -825,6 +835,7 @@ class AcumaticaEmulator(Emulator):
         self._demo_held = 0
         self.credentials_valid = True
         self._issued: list[tuple[SessionStore, str]] = []
+        self._refresh_of: dict[str, str] = {}  # licence session id -> its live refresh token
         self._actions: dict[str, _Action] = {}  # licence session id -> running action
         self._waiting = 0
         self._slots: asyncio.Semaphore | None = None
@@ -964,6 +975,18 @@ class AcumaticaEmulator(Emulator):
         total = line_sum + tax
         self.edit_bill(bill["ReferenceNbr"], Amount=total, Balance=total, TaxTotal=tax)
 
+    def change_vendor(self, name: str) -> str:
+        """Give the vendor named ``name`` a new phone number, as a clerk would; returns it.
+
+        Its bills are not touched: the connector sees the change with the vendor's next bill.
+        """
+        vendor = next(v for v in self.books.ordered("Vendor") if v["VendorName"] == name)
+        contact = vendor["MainContact"]
+        last = int(contact["Phone1"][-4:]) if contact["Phone1"][-4:].isdigit() else 0
+        contact["Phone1"] = f"+1 555 010 {(last + 1) % 10_000:04d}"
+        vendor["LastModifiedDateTime"] = self.now()
+        return str(contact["Phone1"])
+
     def account_numbers(self) -> dict[str, str]:
         """GL account number to name, for BILL's chart of accounts."""
         return {a["AccountCD"]: a["Description"] for a in self.books.ordered("Account")}
@@ -1027,12 +1050,34 @@ class AcumaticaEmulator(Emulator):
         self.books.remove("Bill", bill)
 
     def checks_for(self, reference_nbr: str) -> list[dict[str, Any]]:
-        """The checks applied to a bill (any status)."""
-        return [
-            c for c in self.books.ordered("Check")
-            if any(d.get("ReferenceNbr") == reference_nbr and d.get("DocType") == "Bill"
-                   for d in c.get("Details", ()))
-        ]  # fmt: skip
+        """The checks applied to a bill (any status; released or not)."""
+        return [c for c in self.books.ordered("Check") if reference_nbr in _applied_bills(c)]
+
+    def payments_unfinished(self) -> set[tuple[str, str]]:
+        """Bills with a check applied that was never released (still pays nothing)."""
+        return {
+            self._bill_key(bill)
+            for check in self.books.ordered("Check")
+            if check["Status"] in ("On Hold", "Balanced")
+            for reference_nbr in _applied_bills(check)
+            if (bill := self.books.get("Bill", "Bill", reference_nbr)) is not None
+        }
+
+    def payments_carrying(self, payment_ref: str) -> dict[tuple[str, str], int]:
+        """How many checks with this ``PaymentRef`` (a BILL payment id) each bill has.
+
+        By (vendor name, invoice number), every check counted whatever its status: the truth a
+        test counts duplicates in, read from the books rather than from what the connector says.
+        """
+        counts: dict[tuple[str, str], int] = {}
+        for check in self.books.ordered("Check"):
+            if check.get("PaymentRef") != payment_ref:
+                continue
+            for reference_nbr in _applied_bills(check):
+                bill = self.books.get("Bill", "Bill", reference_nbr)
+                key = self._bill_key(bill) if bill is not None else ("", reference_nbr)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def expire_sessions(self) -> None:
         """End every cookie session and access token, as an idle timeout or a restart does."""
@@ -1041,6 +1086,9 @@ class AcumaticaEmulator(Emulator):
 
     def live_sessions(self) -> int:
         """API sessions holding a licence slot now (cookie sessions and OAuth sessions)."""
+        return len(self._live_sids())
+
+    def _live_sids(self) -> set[str]:
         live: set[str] = set()
         kept: list[tuple[SessionStore, str]] = []
         for store, token in self._issued:
@@ -1049,7 +1097,7 @@ class AcumaticaEmulator(Emulator):
                 live.add(session.data["sid"])
                 kept.append((store, token))
         self._issued = kept
-        return len(live)
+        return live
 
     # --- Listing, login, logout, tokens -------------------------------------------------------
 
@@ -1132,6 +1180,9 @@ class AcumaticaEmulator(Emulator):
             live = store.get(token, touch=False)
             if live is not None and live.data["sid"] == sid:
                 store.end(token)
+        # UNCONFIRMED: signing out revokes the session's refresh token too, so a signed-out
+        # session cannot come back by a refresh past the licence's limit.
+        self.refresh_tokens.end(self._refresh_of.pop(sid, None))
         self._actions.pop(sid, None)
         self.logouts += 1
 
@@ -1174,6 +1225,13 @@ class AcumaticaEmulator(Emulator):
             # A disabled or changed login cannot refresh either (the user is checked again).
             if old is None or old.data["tenant"] != tenant or not self.credentials_valid:
                 return _json({"error": "invalid_grant"}, 400)
+            open_sids = self._live_sids()
+            if old.data["sid"] not in open_sids and len(open_sids) >= self.config.max_sessions:
+                # UNCONFIRMED: a session whose access token ran out takes a slot again when
+                # refreshed, so it waits for a free one like a new sign-in.
+                return _json(
+                    {"error": "invalid_grant", "error_description": "API Login Limit"}, 400
+                )
             self.refresh_tokens.end(old.token)
             for store, token in list(self._issued):  # the session goes on with a new token
                 live = store.get(token, touch=False)
@@ -1195,6 +1253,7 @@ class AcumaticaEmulator(Emulator):
         }
         if "offline_access" in scope.split():  # a refresh token only with offline_access (§2)
             refresh = self.refresh_tokens.create(principal, tenant=tenant, sid=sid, scope=scope)
+            self._refresh_of[sid] = refresh.token
             body["refresh_token"] = refresh.token
         return JSONResponse(body)
 
@@ -1311,8 +1370,15 @@ class AcumaticaEmulator(Emulator):
         text = query.get("$filter")
         if text:
             try:
-                known = frozenset(k for r in records[:1] for k in r) | frozenset(KEYS[entity])
-                predicate = _FilterParser(text, known | _FIELDS.get(entity, frozenset())).parse()
+                details = _DETAILS.get(entity, frozenset()) | {
+                    k for r in records[:1] for k, v in r.items() if isinstance(v, list)
+                }
+                known = _SCHEMA.get(entity) or (
+                    frozenset(k for r in records[:1] for k in r)
+                    | frozenset(KEYS[entity])
+                    | _FIELDS.get(entity, frozenset())
+                )
+                predicate = _FilterParser(text, known - details, details).parse()
                 records = [r for r in records if predicate(r)]
             except FilterError as exc:
                 # UNCONFIRMED: how a bad $filter is answered; 400 with the reason here.
@@ -1514,6 +1580,10 @@ class AcumaticaEmulator(Emulator):
             if "Details" in values:
                 merged["Details"] = values["Details"]
             return self._save_check(books, merged, body, existing)
+        # A new check is a new payment, whatever its PaymentRef: Acumatica checks a reference's
+        # uniqueness only where the payment method asks for it ("Require Unique Payment Ref.",
+        # UG AP302000), which this emulator does not, so only the connector's look-before-write
+        # keeps a BILL payment from being posted twice.
         check = {
             "Type": values.get("Type") or "Payment",
             # UNCONFIRMED: "hold documents on entry" is on unless the body says otherwise.
@@ -1672,25 +1742,60 @@ class AcumaticaEmulator(Emulator):
                 )
             bills.append((bill, row))
         now = self.now()
-        check.update(
-            Status="Closed" if check["UnappliedBalance"] == 0 else "Open",
-            LastModifiedDateTime=now,
-        )
+        history = check.setdefault("History", [])
         for bill, row in bills:
             # Releasing applies the payment: balances fall, a bill at zero closes (§7).
             bill["Balance"] -= row["AmountPaid"]
             bill["Status"] = "Closed" if bill["Balance"] == 0 else "Open"
             bill["LastModifiedDateTime"] = now
             bill.setdefault("Applications", []).append(_application(check, row["AmountPaid"]))
+            # ...and moves the row from "Documents to Apply" (Details) to "Application History"
+            # (History): after release, Details is blank (UG AP302000), so a client that looks
+            # for its check by Details alone finds none and pays the bill again.
+            history.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "DocType": row["DocType"],
+                    "ReferenceNbr": row["ReferenceNbr"],
+                    "AmountPaid": row["AmountPaid"],
+                    "Balance": bill["Balance"],
+                    "CashDiscountTaken": Decimal("0.00"),
+                    "VendorRef": bill.get("VendorRef"),
+                }
+            )
+        check.update(
+            Details=[],
+            Status="Closed" if check["UnappliedBalance"] == 0 else "Open",
+            LastModifiedDateTime=now,
+        )
 
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_CHECK_FIELDS = frozenset({
+    "ApplicationDate", "CashAccount", "CurrencyID", "Description", "Hold", "PaymentAmount",
+    "PaymentMethod", "PaymentRef", "ReferenceNbr", "Status", "Type", "UnappliedBalance", "Vendor",
+    "LastModifiedDateTime",
+})  # fmt: skip
+#: An entity's whole list of header fields, where the emulator knows it: a $filter may name
+#: these and no other (Check: the 24.200.001 contract's DataMembers, acumatica.md §5).
+_SCHEMA: dict[str, frozenset[str]] = {"Check": _CHECK_FIELDS}
+#: Detail entities (arrays of rows), which a $filter may not name (acumatica.md §4).
+_DETAILS: dict[str, frozenset[str]] = {
+    "Bill": frozenset({"Details", "TaxDetails", "Applications"}),
+    "Check": frozenset({"Details", "History"}),
+    "PurchaseOrder": frozenset({"Details"}),
+}
 #: Fields a $filter may name even when no stored record carries them yet.
 _FIELDS: dict[str, frozenset[str]] = {
     "Bill": frozenset({"LastModifiedDateTime", "Date", "Status", "VendorRef", "Vendor", "Type"}),
-    "Check": frozenset({"PaymentRef", "Vendor", "Type", "Status", "LastModifiedDateTime"}),
     "Vendor": frozenset({"VendorID", "VendorName", "Status", "LastModifiedDateTime"}),
 }
+
+
+def _applied_bills(check: Mapping[str, Any]) -> list[str]:
+    """The bills a check is applied to: in ``Details`` before release, ``History`` after."""
+    rows = [*(check.get("Details") or ()), *(check.get("History") or ())]
+    return [str(r.get("ReferenceNbr")) for r in rows if r.get("DocType") == "Bill"]
 
 
 def _sendable(bill: Mapping[str, Any]) -> bool:

@@ -62,6 +62,7 @@ __all__ = [
     "check_connection",
     "close_connection",
     "describe_plugin",
+    "find_payment",
     "get_payable",
     "list_accounts",
     "list_changed_payables",
@@ -84,6 +85,10 @@ VENDOR_EXPAND = ("MainContact", "MainContact/Address")
 #: A check in one of these states was created but not released; any other state is final
 #: (released, voided, or in an approval workflow) and counts as recorded.
 _UNRELEASED_CHECK = frozenset({"On Hold", "Balanced"})
+#: A check's applications: ``Details`` ("Documents to Apply") holds them until the check is
+#: released, which moves them to ``History`` ("Application History", blank before release)
+#: (UG AP302000; both detail entities in the 24.200.001 Check contract).
+CHECK_EXPAND = ("Details", "History")
 #: BILL classifications a subaccount may map to (BILL has no subaccounts).
 SUBACCOUNT_TARGETS = (DimensionKind.DEPARTMENT, DimensionKind.CLASS, DimensionKind.LOCATION)
 _ACCOUNT_KINDS = {
@@ -139,7 +144,14 @@ async def authenticate(ctx: ConnectionContext) -> AuthResult:
     settings, credentials = _settings(ctx), _credentials(ctx)
     client = ctx.state.get(_CLIENT)
     if not isinstance(client, AcumaticaClient):
-        client = AcumaticaClient(ctx.http_client(settings.instance_url), settings, credentials)
+        client = AcumaticaClient(
+            ctx.http_client(settings.instance_url),
+            settings,
+            credentials,
+            # A session a killed run left behind is reused or ended first (contract 1.2).
+            keeper=getattr(ctx, "saved_session", None),
+            report_wait=ctx.report_wait if hasattr(ctx, "report_wait") else None,
+        )
         ctx.state[_CLIENT] = client
     await client.sign_in()
     return AuthResult(
@@ -251,13 +263,37 @@ async def get_payable(ctx: ConnectionContext, source_id: str) -> Payable | None:
     return result
 
 
+# optionalhook: a core older than contract 1.2 has no find_payment spec and would refuse the
+# plugin for an unknown hook; so marked, that core just never calls it (record_payment looks
+# first on its own), and the declared range stays >=1.0.
+@hookimpl(optionalhook=True)
+async def find_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment | None:
+    """The AP check that carries this BILL payment and is applied to its bill; reads only.
+
+    Whatever the check's state: one on hold or balanced but not released is the posting all
+    the same (a second check would pay the bill twice once both are released), and so is a
+    voided one (a person undid it in Acumatica; the connector does not redo it).
+    """
+    check = await _find_check(_client(ctx), posting)
+    if check is None:
+        return None
+    return RecordedPayment(
+        source_id=_nbr(check),
+        already_recorded=True,
+        # record_payment releases a check a lost answer or a crash left unreleased.
+        finished=check.status not in _UNRELEASED_CHECK,
+    )
+
+
 @hookimpl
 async def record_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment:
     """Apply a BILL payment to its bill as a released AP check, once.
 
     The check's ``PaymentRef`` carries the BILL payment id; a check with that reference that is
-    applied to this bill is the posting, found before anything is created. One check per
-    (BILL payment, bill), since the engine posts each application on its own.
+    applied to this bill is the posting. The core looks for it first (:func:`find_payment`);
+    this hook looks again before it writes, for a core older than contract 1.2 and because the
+    look costs one request against a duplicate payment. One check per (BILL payment, bill),
+    since the engine posts each application on its own.
     """
     client, settings = _client(ctx), _settings(ctx)
     bill_nbr = posting.payable.source_id
@@ -288,21 +324,54 @@ async def record_payment(ctx: ConnectionContext, posting: PaymentPosting) -> Rec
     return RecordedPayment(source_id=_nbr(created))
 
 
-async def _find_check(client: AcumaticaClient, posting: PaymentPosting) -> WireCheck | None:
-    rows = await client.list_all(
-        "Check",
-        filter=f"Type eq 'Payment' and PaymentRef eq {odata_string(posting.payment_sink_id)} "
-        f"and Vendor eq {odata_string(posting.payable.vendor.source_id)}",
-        expand=("Details",),
+def check_filter(posting: PaymentPosting) -> str:
+    """The ``$filter`` of the checks that may carry a posting: its payment id, its vendor.
+
+    Header fields only: Acumatica cannot filter on detail entities (acumatica.md §4), so the
+    application to the bill is matched on the rows that come back.
+    """
+    return (
+        f"Type eq 'Payment' and PaymentRef eq {odata_string(posting.payment_sink_id)} "
+        f"and Vendor eq {odata_string(posting.payable.vendor.source_id)}"
     )
+
+
+async def _find_check(client: AcumaticaClient, posting: PaymentPosting) -> WireCheck | None:
+    """The check carrying ``posting``, released or not; ``None`` if there is none.
+
+    Only the check applied to ``posting.payable`` counts: one BILL payment that pays several
+    bills of a vendor is one check per bill, all with the same ``PaymentRef``. The header
+    fields the server filtered on are checked again, so a server that ignored the filter
+    cannot make another payment's check pass for this one.
+    """
+    rows = await client.list_all("Check", filter=check_filter(posting), expand=CHECK_EXPAND)
+    wanted = {
+        "type": "payment",
+        "ref": _fold(posting.payment_sink_id),
+        "vendor": _fold(posting.payable.vendor.source_id),
+    }
     for row in rows:
         check = WireCheck.model_validate(row)
-        if any(
-            d.doc_type == BILL_TYPE and d.reference_nbr == posting.payable.source_id
-            for d in check.details or ()
-        ):
+        # A field left out of the answer is not held against the check (a duplicate payment is
+        # worse than a posting a person sees missing); one that differs is.
+        given = {"type": check.type, "ref": check.payment_ref, "vendor": check.vendor}
+        if any(value is not None and _fold(value) != wanted[k] for k, value in given.items()):
+            continue
+        if _applied_to(check, posting.payable.source_id):
             return check
     return None
+
+
+def _applied_to(check: WireCheck, bill_nbr: str) -> bool:
+    """Whether the check applies to the bill, before its release or after it."""
+    rows = [*(check.details or ()), *(check.history or ())]
+    return any(r.doc_type == BILL_TYPE and r.reference_nbr == bill_nbr for r in rows)
+
+
+def _fold(text: str | None) -> str:
+    # Acumatica compares strings case-insensitively (SQL Server's usual collation) and keeps
+    # no padding; matching the same way keeps this check from refusing what the filter found.
+    return (text or "").strip().casefold()
 
 
 async def _release(client: AcumaticaClient, check: WireCheck, record: tuple[str, str]) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "WireBillDetail",
     "WireCheck",
     "WireCheckDetail",
+    "WireCheckHistory",
     "WireContact",
     "WireSubaccount",
     "WireTaxDetail",
@@ -105,6 +106,11 @@ class AcumaticaSettings(BaseModel):
     )
     page_size: Annotated[int, Field(ge=1, le=1000)] = Field(
         100, description="Records per request ($top)."
+    )
+    login_wait_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        300.0,
+        description="How long a sign-in waits for a free API-user licence slot (API Login "
+        "Limit) before the run fails; the wait is shown on screen and in the log.",
     )
 
     @field_validator("instance_url")
@@ -407,6 +413,17 @@ class WireCheckDetail(Entity):
     amount_paid: WireDecimal | None = Field(None, alias="AmountPaid")
 
 
+class WireCheckHistory(Entity):
+    """One ``History`` row of a check (``CheckHistoryDetail``): an application once released.
+
+    Releasing a check moves its ``Details`` rows here (UG AP302000 "Application History").
+    """
+
+    doc_type: str | None = Field(None, alias="DocType")
+    reference_nbr: str | None = Field(None, alias="ReferenceNbr")
+    amount_paid: WireDecimal | None = Field(None, alias="AmountPaid")
+
+
 class WireCheck(Entity):
     """``Check`` (AP302000): the AP payment (``Payment`` is the AR one, acumatica.md §5)."""
 
@@ -417,6 +434,7 @@ class WireCheck(Entity):
     payment_ref: str | None = Field(None, alias="PaymentRef")
     payment_amount: WireDecimal | None = Field(None, alias="PaymentAmount")
     details: list[WireCheckDetail] | None = Field(None, alias="Details")
+    history: list[WireCheckHistory] | None = Field(None, alias="History")
 
 
 class ErrorBody(BaseModel):

@@ -916,7 +916,11 @@ class EpicorClient:
     async def find_payment(
         self, payment_id: str, vendor_num: int, invoice_num: str, record: Record
     ) -> CheckRow | None:
-        """The payment (``CheckHed``) that carries this BILL payment id and pays this invoice."""
+        """The payment (``CheckHed``) that carries this BILL payment id and pays this invoice.
+
+        Reads only (``PaymentEntries`` with ``$expand=APTrans``, or ``GetRows``), posted or not,
+        voided or not. Shared by the ``find_payment`` hook and :meth:`enter_payment`'s own look.
+        """
         query = Query(
             PAYMENT_ENTRY_SVC,
             "PaymentEntries",
@@ -926,8 +930,16 @@ class EpicorClient:
             ("APTrans",),
             (("HeadNum", False),),
         )
+        wanted = payment_id.strip().casefold()
         for row in await self.read_all(query, record):
             check = CheckRow.model_validate(row)
+            # What the server filtered on is checked again where the row carries it: a server
+            # that ignored the filter must not make another payment's check pass for this one,
+            # and a column left out of the answer must not hide this one (a duplicate is worse
+            # than a posting a person sees missing). Case and padding aside, as Kinetic compares.
+            ref = check.XRefCheckNum.strip().casefold()
+            if (ref and ref != wanted) or (check.VendorNum and check.VendorNum != vendor_num):
+                continue
             # One BILL payment may pay several invoices of the vendor: each has its own check,
             # so the payment id alone is not the key (hookspecs.record_payment).
             if any(t.InvoiceNum == invoice_num for t in check.APTrans):

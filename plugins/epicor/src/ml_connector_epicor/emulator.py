@@ -817,6 +817,32 @@ class EpicorEmulator(Emulator):
                 counts[self._bill_key(key)] = found
         return counts
 
+    def payments_unfinished(self) -> set[tuple[str, str]]:
+        """Invoices with a payment entered whose group was never posted (pays nothing yet)."""
+        return {
+            self._bill_key(key)
+            for key in self.books.invoices
+            if any(not head["Posted"] for head, _ in self.books.payments_against(key))
+        }
+
+    def payments_carrying(self, payment_id: str) -> dict[tuple[str, str], int]:
+        """How many payments with this ``XRefCheckNum`` (a BILL payment id) each invoice has.
+
+        By (vendor name, invoice number), every ``CheckHed`` counted, posted or not, voided or
+        not: the truth a test counts duplicates in. The emulator never refuses a second payment
+        with the same reference: ``XRefCheckNum`` is an informational cross-reference ("not used
+        by MfgSys", SNO's schema), not known to be kept unique, so only the connector's look
+        before it writes keeps a BILL payment from being entered twice.
+        """
+        counts: dict[tuple[str, str], int] = {}
+        for check in self.books.checks.values():
+            if check.head.get("XRefCheckNum") != payment_id:
+                continue
+            for key in {(t["VendorNum"], t["InvoiceNum"]) for t in check.trans}:
+                bill = self._bill_key(key) if key[0] in self.books.vendors else ("", key[1])
+                counts[bill] = counts.get(bill, 0) + 1
+        return counts
+
     def account_numbers(self) -> dict[str, str]:
         """Natural account number to name: what BILL's chart is seeded with."""
         numbers = dict(ACCOUNTS)
@@ -843,6 +869,17 @@ class EpicorEmulator(Emulator):
         """
         (found,) = [k for k in self.seeded.eligible if self._bill_key(k) == key]
         self.books.adjust(found, Decimal("10.00"))
+
+    def change_vendor(self, name: str) -> str:
+        """Give the vendor named ``name`` a new phone number, as a clerk would; returns it.
+
+        Its invoices are not touched: the connector sees the change with the vendor's next one.
+        """
+        vendor = next(v for v in self.books.vendors.values() if v["Name"] == name)
+        last = int(vendor["PhoneNum"][-4:]) if vendor["PhoneNum"][-4:].isdigit() else 0
+        vendor["PhoneNum"] = f"555-010-{(last + 1) % 10_000:04d}"
+        vendor["SysRevID"] += 1
+        return str(vendor["PhoneNum"])
 
     def expire_sessions(self) -> None:
         """End every token, as their lifetime would."""

@@ -62,6 +62,7 @@ __all__ = [
     "check_connection",
     "close_connection",
     "describe_plugin",
+    "find_payment",
     "get_payable",
     "list_accounts",
     "list_changed_payables",
@@ -473,9 +474,45 @@ async def get_payable(ctx: ConnectionContext, source_id: str) -> Payable | None:
     return view
 
 
+# optionalhook: a core older than contract 1.2 has no find_payment spec and would refuse the
+# plugin for an unknown hook; so marked, that core just never calls it (record_payment looks
+# first on its own), and the declared range stays >=1.0.
+@hookimpl(optionalhook=True)
+async def find_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment | None:
+    """The AP payment (``CheckHed``) carrying this BILL payment with an ``APTran`` on the invoice.
+
+    Reads only. A payment saved but not yet posted (its group unposted) is the posting all the
+    same: entering another would pay the invoice twice once both groups are posted. A voided
+    one too: a person undid it in Epicor; the connector does not redo it.
+    """
+    key = parse_source_id(posting.payable.source_id)
+    if key is None:
+        return None  # not an Epicor invoice id: no payment can be applied to it
+    found = await _client(ctx).find_payment(
+        posting.payment_sink_id, key[0], key[1], _payment_record(posting, key)
+    )
+    if found is None:
+        return None
+    return RecordedPayment(
+        source_id=str(found.HeadNum),
+        already_recorded=True,
+        # record_payment posts a group a lost answer or a crash left unposted.
+        finished=found.Posted or found.Voided or not _settings(ctx).post_payments,
+    )
+
+
+def _payment_record(posting: PaymentPosting, key: tuple[int, str]) -> tuple[str, str]:
+    return ("payment", f"{posting.payment_sink_id} for payable {key[0]}:{key[1]}")
+
+
 @hookimpl
 async def record_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment:
-    """Enter the BILL payment against its invoice through Payment Entry, once."""
+    """Enter the BILL payment against its invoice through Payment Entry, once.
+
+    The core looks first (:func:`find_payment`); the client looks again before it enters
+    anything (the same lookup), for a core older than contract 1.2 and because the look costs
+    one request against a duplicate payment.
+    """
     key = parse_source_id(posting.payable.source_id)
     if key is None:
         raise InvalidRecordError(

@@ -1,4 +1,7 @@
-"""Fixtures for the vault and the state store: an isolated home, PostgreSQL databases, stores."""
+"""Fixtures for the state store: PostgreSQL databases, stores, slow commits.
+
+The isolated home (``ml_connector_home``) comes from the workspace's root ``conftest.py``.
+"""
 
 from __future__ import annotations
 
@@ -21,21 +24,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 POSTGRES_URL_ENV = "ML_CONNECTOR_TEST_POSTGRES_URL"
-
-
-@pytest.fixture(autouse=True)
-def ml_connector_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """Point ML_CONNECTOR_HOME at a fresh directory, so no test touches a real key or database.
-
-    Also clears ML_CONNECTOR_MASTER_KEY and ML_CONNECTOR_DB, which a developer may have set.
-    """
-    home = tmp_path_factory.mktemp("ml-connector-home")
-    monkeypatch.setenv("ML_CONNECTOR_HOME", str(home))
-    monkeypatch.delenv("ML_CONNECTOR_MASTER_KEY", raising=False)
-    monkeypatch.delenv("ML_CONNECTOR_DB", raising=False)
-    return home
 
 
 def _in_ci() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from plugins.bill.tests.support import make_context, make_emulator, new_clock
@@ -12,18 +11,6 @@ from ml_connector.context import ConnectionContext
 from ml_connector.testing import ManualClock
 from ml_connector_bill import plugin
 from ml_connector_bill.emulator import BillEmulator
-
-
-@pytest.fixture(autouse=True)
-def ml_connector_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """An isolated home (key file, database) for every test, as the core's tests have."""
-    home = tmp_path_factory.mktemp("ml-connector-home")
-    monkeypatch.setenv("ML_CONNECTOR_HOME", str(home))
-    monkeypatch.delenv("ML_CONNECTOR_MASTER_KEY", raising=False)
-    monkeypatch.delenv("ML_CONNECTOR_DB", raising=False)
-    return home
 
 
 @pytest.fixture

@@ -70,15 +70,23 @@ class World:
 
     @classmethod
     def create(
-        cls, folder: Path, spec: SeedSpec, *, persistent: bool = False
+        cls,
+        folder: Path,
+        spec: SeedSpec,
+        *,
+        persistent: bool = False,
+        page_size: int = 25,
+        sink_clock: Any = None,
     ) -> tuple[World, SeedData]:
-        """Seed new fakes and add the connection."""
+        """Seed new fakes and add the connection (``sink_clock`` replaces the sink's clock)."""
         folder.mkdir(parents=True, exist_ok=True)
         if persistent:
             erp = FakeErp.open(folder / "erp.sqlite", ERP_INSTANCE)
             sink = FakeSink.open(folder / "sink.sqlite", ORG)
         else:
             erp, sink = FakeErp.in_memory(ERP_INSTANCE), FakeSink.in_memory(ORG)
+        if sink_clock is not None:
+            sink.clock = sink_clock
         data = seed_pair(erp, sink, spec)
         world = cls(folder, erp, sink, open_store(str(folder / "state.db")), registry(), persistent)
         erp_path = str(folder / "erp.sqlite") if persistent else None
@@ -90,7 +98,7 @@ class World:
             NAME,
             SideInput(
                 "reference_erp",
-                {"instance": ERP_INSTANCE, "state_path": erp_path, "page_size": 25},
+                {"instance": ERP_INSTANCE, "state_path": erp_path, "page_size": page_size},
                 {"username": "ap-bot", "password": "erp-pw"},
             ),
             SideInput(

@@ -28,26 +28,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core.tests.engine.harness import ERP_INSTANCE, NAME, ORG, World, registry
+from core.tests.engine.harness import World
 from sqlmodel import select
 
 from ml_connector import hookimpl
-from ml_connector.connections import SideInput, create_connection
 from ml_connector.engine import RunSummary
 from ml_connector.models import ChangeWindow, PayablePage, PaymentPage
-from ml_connector.store import CursorRow, RunRow, RunStatus, open_store
+from ml_connector.store import CursorRow, RunRow, RunStatus
 from ml_connector.testing import (
     ErpPayable,
     ErpStatus,
     FakeErp,
-    FakeSink,
     FaultKind,
     ManualClock,
     SeedData,
     SeedSpec,
-    seed_pair,
 )
-from ml_connector.vault import Vault
 
 PAYABLES, PAYMENTS = "payables", "payments"
 
@@ -205,29 +201,12 @@ def _close_worlds() -> Iterator[None]:
 
 def make_setup(folder: Path, *, page_size: int = 25, payables: int = 12) -> Setup:
     """The harness's world, with the reference ERP's page size chosen by the test."""
-    folder.mkdir(parents=True, exist_ok=True)
     spec = SeedSpec(seed=7, vendors=3, payables=payables, start=T0, span=timedelta(days=1))
-    erp, sink = FakeErp.in_memory(ERP_INSTANCE), FakeSink.in_memory(ORG)
-    sink.clock = ManualClock(T0, tick=TICK)  # payments get exact, distinct change times
-    data = seed_pair(erp, sink, spec)
-    world = World(folder, erp, sink, open_store(str(folder / "state.db")), registry(), False)
-    _OPENED.append(world)
-    create_connection(
-        world.store,
-        Vault.from_environment(),
-        world.registry,
-        NAME,
-        SideInput(
-            "reference_erp",
-            {"instance": ERP_INSTANCE, "page_size": page_size},
-            {"username": "ap-bot", "password": "erp-pw"},
-        ),
-        SideInput(
-            "reference_sink",
-            {"organization_id": ORG},
-            {"username": "ap@acme.example", "password": "bill-pw", "dev_key": "dev"},
-        ),
+    # Payments get exact, distinct change times from the sink's manual clock.
+    world, data = World.create(
+        folder, spec, page_size=page_size, sink_clock=ManualClock(T0, tick=TICK)
     )
+    _OPENED.append(world)
     spy = WindowSpy()
     world.registry.add_extension(spy, "window-spy")
     return Setup(world, data, spy)

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ml_connector.default_account_matcher import ACCOUNT_KIND
+from ml_connector.default_account_matcher import ACCOUNT_KIND, match_catalogs
 from ml_connector.description import Capability
 from ml_connector.engine import _payables, _payments
 from ml_connector.engine._context import RunContext, RunObserver, SyncOptions, task_group
@@ -18,16 +18,15 @@ from ml_connector.engine._limits import LimiterPool
 from ml_connector.engine._mapping import AccountCoder
 from ml_connector.engine._sweep import IntentSweep
 from ml_connector.errors import ConnectorError
-from ml_connector.models import AccountMapping, ChangeWindow, MappingMethod
+from ml_connector.models import AccountCatalog, AccountMapping, ChangeWindow, MappingMethod
 from ml_connector.store import ObjectType, RunStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from datetime import datetime
 
     from ml_connector.drivers import Driver, SinkDriver, SourceDriver
     from ml_connector.engine._limits import RequestLimiter
-    from ml_connector.models import Account, AccountCatalog
+    from ml_connector.models import Account
     from ml_connector.store import Store
 
 __all__ = ["RunSummary", "SyncEngine"]
@@ -75,14 +74,10 @@ def _scope(driver: Driver) -> str:
     return str(value) if value is not None else f"connection:{driver.ctx.connection}"
 
 
-def _same_account(account: Account, chart: Sequence[Account]) -> Account | None:
-    """The sink account a create of ``account`` made: same number, else same name."""
-    for candidate in chart:
-        if account.number and candidate.number == account.number:
-            return candidate
-    name = account.name.casefold()
-    same = [c for c in chart if c.name.casefold() == name]
-    return same[0] if len(same) == 1 else None
+def _same_account(account: Account, chart: AccountCatalog) -> Account | None:
+    """The sink account a create of ``account`` made, by the default matcher's rules."""
+    found = match_catalogs(AccountCatalog(accounts=(account,)), chart, ())
+    return next((a for m in found for a in chart.accounts if a.id == m.sink_id), None)
 
 
 def _limiter(driver: Driver, pool: LimiterPool) -> RequestLimiter:
@@ -241,16 +236,15 @@ class SyncEngine:
             link = self.ledger.link(_ACCOUNT, account.id)
             if link is not None:
                 sink_id = link.sink_id
-            elif (found := _same_account(account, sink_chart.accounts)) is not None:
-                # Made by an interrupted create the matcher could not match (e.g. the sink
-                # changed the name's case): link it, never create it twice.
+            elif (found := _same_account(account, sink_chart)) is not None:
+                # Made by an interrupted create that this connection's matcher (a plugin's own
+                # rules) left unmapped: link it, never create it twice.
                 sink_id = self._complete_account(account.id, found.id, "reconciled")
             else:
                 await self.ledger.begin_intents(_ACCOUNT, [(account.id, "1")])
 
                 async def find(a: Account = account) -> Account | None:
-                    chart = await sink.list_accounts()
-                    return _same_account(a, chart.accounts)
+                    return _same_account(a, await sink.list_accounts())
 
                 result = await run.write(
                     run.sink_limiter,

@@ -8,21 +8,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 import httpx
+from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from ml_connector._aiohttp_transport import AiohttpTransport
 from ml_connector._slot_transport import RequestSlot, SlotTransport
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from ml_connector.description import Role
 
-__all__ = ["ConnectionContext", "SessionKeeper"]
+__all__ = ["ConnectionContext", "CredentialsT", "SessionKeeper", "SettingsT"]
 
 log = logging.getLogger("ml_connector")
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel, default=BaseModel)
+"""The type of :attr:`ConnectionContext.settings`: a plugin's ``settings_model``."""
+CredentialsT = TypeVar("CredentialsT", bound=BaseModel, default=BaseModel)
+"""The type of :attr:`ConnectionContext.credentials`: a plugin's ``credentials_model``."""
 
 
 class SessionKeeper(Protocol):
@@ -56,11 +61,20 @@ class SessionKeeper(Protocol):
 
 
 @dataclass
-class ConnectionContext:
+class ConnectionContext(Generic[SettingsT, CredentialsT]):
     """One side of one connection, as a plugin sees it.
 
     The core builds one context per side per run and passes it to every hook, so a plugin keeps no
     global state: whatever it caches (a logged-in client, a session id) goes in :attr:`state`.
+
+    A plugin types its hooks with its own models, and reads its settings without a cast::
+
+        async def authenticate(ctx: ConnectionContext[Settings, Credentials]) -> AuthResult:
+            base_url = ctx.settings.base_url
+
+    The core validates ``settings`` and ``credentials`` with the plugin's ``settings_model`` and
+    ``credentials_model`` before any hook runs, so the parameters name what is there.
+    Unparameterised, ``ConnectionContext`` means ``ConnectionContext[BaseModel, BaseModel]``.
 
     Attributes:
         connection: The connection's name, e.g. ``"acme-acumatica"``.
@@ -87,14 +101,15 @@ class ConnectionContext:
         ``request_slot``; clients reach the network through aiohttp.
 
     .. versionadded:: 1.2
-        ``saved_session``, ``on_wait`` and :meth:`report_wait`.
+        ``saved_session``, ``on_wait`` and :meth:`report_wait`; generic in the settings and
+        credentials types.
     """
 
     connection: str
     system: str
     role: Role
-    settings: BaseModel
-    credentials: BaseModel
+    settings: SettingsT
+    credentials: CredentialsT
     transport: httpx.AsyncBaseTransport | None = None
     state: dict[str, Any] = field(default_factory=dict)
     request_slot: RequestSlot | None = None

@@ -189,11 +189,13 @@ def features_above_lower_bound(
     Returns:
         One sentence per feature, naming it, the contract that added it and the declared range;
         empty when the range's lower bound covers everything (or it has no lower bound, which
-        :func:`range_problems` reports).
+        :func:`range_problems` reports). A lower bound before :data:`FIRST_CONTRACT` counts as
+        the first contract, as no older one exists (:func:`range_problems` reports it too).
     """
     low = lower_bound(declared)
     if low is None:
         return []
+    oldest = max(low, Version(FIRST_CONTRACT))
     optional = set(optional_hooks)
     found: list[str] = []
     for kind, names, added in (
@@ -202,7 +204,7 @@ def features_above_lower_bound(
     ):
         for name in names:
             since = added.get(name)
-            if since is not None and Version(since) > low:
+            if since is not None and Version(since) > oldest:
                 found.append(
                     f"uses {kind} {name} (added in contract {since}) but declares contract "
                     f"{declared}, whose lower bound {low} lacks it: declare >={since}"

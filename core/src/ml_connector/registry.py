@@ -12,13 +12,19 @@ A plugin distribution registers entry points named after its system key (e.g. ``
 Each plugin is reported with one status:
 
 - ``ok``: metadata valid, contract range includes :data:`~ml_connector.contract.CONTRACT_VERSION`,
-  hook implementations valid, and ``describe_plugin`` agrees with the metadata.
+  hook implementations valid, ``describe_plugin`` agrees with the metadata, and the contract at
+  the range's lower bound has every hook and capability the plugin uses. A plugin whose range
+  breaks the contract range rule (:func:`~ml_connector.contract.range_problems`: open, past the
+  next major, or starting before the first contract) is still ``ok``, but carries one warning per
+  problem in ``warnings``, each logged once when the plugin is checked.
 - ``incompatible``: the declared contract range excludes this core. Its hook module is not
   imported.
 - ``broken``: anything else, with the reason in ``error``: metadata missing or invalid, an entry
   point name that differs from the metadata's ``system``, an import error, a hook name or argument
-  the contract does not know, a missing or failing ``describe_plugin``, or a system key that an
-  earlier distribution on the path already provides.
+  the contract does not know, a missing or failing ``describe_plugin``, a hook or capability newer
+  than the range's lower bound (:func:`~ml_connector.contract.features_above_lower_bound`; a hook
+  implemented with ``optionalhook=True`` is exempt), or a system key that an earlier distribution
+  on the path already provides.
 
 One plugin's failure never hides the others: each is checked on its own.
 
@@ -32,7 +38,7 @@ points by name (system key or extension name), in every group:
 A switched-off plugin is never imported beyond its metadata (an extension not at all), is refused
 by :meth:`Registry.load` with :class:`~ml_connector.errors.PluginNotFoundError`, and is never
 registered into a side. ``plugins list`` still shows it, with ``disabled: true``; its status then
-reflects only the checks that ran (the metadata and the contract range).
+reflects only the checks that ran (the metadata and the contract range, warnings included).
 
 Entry points are listed with :mod:`importlib.metadata` and imported through stevedore; see
 :class:`_OneEntryPoint` for why stevedore's own listing is not used.
@@ -57,7 +63,12 @@ from pydantic import ValidationError
 from stevedore import ExtensionManager
 
 from ml_connector import default_account_matcher, hookspecs
-from ml_connector.contract import CONTRACT_VERSION, contract_compatibility
+from ml_connector.contract import (
+    CONTRACT_VERSION,
+    contract_compatibility,
+    features_above_lower_bound,
+    range_problems,
+)
 from ml_connector.description import PluginDescription, PluginInfo, Role
 from ml_connector.errors import IncompatiblePluginError, PluginError, PluginNotFoundError
 
@@ -125,6 +136,9 @@ class PluginRecord:
         status: ``ok``, ``incompatible`` or ``broken``.
         error: Why it is not ``ok``; ``None`` when it is.
         disabled: Switched off by ``ML_CONNECTOR_DISABLE_PLUGINS`` or ``ML_CONNECTOR_LOAD_PLUGINS``.
+        warnings: How its contract range breaks the contract range rule, one sentence each; they
+            do not keep the plugin from loading. Empty for a range that keeps the rule, and for an
+            incompatible plugin or one whose range is not valid (``error`` says why).
     """
 
     name: str
@@ -137,6 +151,7 @@ class PluginRecord:
     status: PluginStatus
     error: str | None
     disabled: bool
+    warnings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The record as the JSON object ``plugins list --json`` prints."""
@@ -151,6 +166,7 @@ class PluginRecord:
             "status": self.status.value,
             "error": self.error,
             "disabled": self.disabled,
+            "warnings": list(self.warnings),
         }
 
 
@@ -164,6 +180,8 @@ class LoadedPlugin:
         plugin: The module or object holding its hook implementations.
         distribution: The distribution that provides it; ``None`` if registered in code.
         version: The distribution's version.
+        warnings: How its contract range breaks the contract range rule (as
+            :attr:`PluginRecord.warnings`).
     """
 
     info: PluginInfo
@@ -171,6 +189,7 @@ class LoadedPlugin:
     plugin: object
     distribution: str | None
     version: str | None
+    warnings: tuple[str, ...] = ()
 
     @property
     def system(self) -> str:
@@ -215,6 +234,7 @@ class _Entry:
     switched_off: str | None = None
     conflict: str | None = None
     info: PluginInfo | None = None
+    warnings: tuple[str, ...] = ()
     record: PluginRecord | None = None
     loaded: LoadedPlugin | LoadedExtension | None = None
 
@@ -316,6 +336,35 @@ def _describe(pm: pluggy.PluginManager, info: PluginInfo) -> PluginDescription:
             f"{info.role.value!r}"
         )
     return description
+
+
+def _check_lower_bound(
+    pm: pluggy.PluginManager,
+    plugin: object,
+    name: str,
+    info: PluginInfo,
+    description: PluginDescription,
+) -> None:
+    """Refuse a plugin that uses a hook or capability its range's lower bound lacks.
+
+    On an older core inside its range, such a plugin would not load (a hook that core does not
+    know) or would run without what it relies on. ``optionalhook=True`` implementations are
+    passed as such: so marked, an older core loads the plugin and never calls them.
+    """
+    hooks: set[str] = set()
+    required: set[str] = set()
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name != name:
+                continue
+            hooks.add(caller.name)
+            if not impl.optionalhook:
+                required.add(caller.name)
+    optional = hooks - required  # a hook is optional only if every implementation of it says so
+    capabilities = [capability.value for capability in description.capabilities]
+    found = features_above_lower_bound(info.contract, hooks, capabilities, optional_hooks=optional)
+    if found:
+        raise _Broken("; ".join(found))
 
 
 def _read_info(entry: _Entry) -> PluginInfo:
@@ -631,7 +680,10 @@ class Registry:
                 status=status,
                 error=error,
                 disabled=entry.switched_off is not None,
+                warnings=entry.warnings,
             )
+            for warning in entry.warnings:
+                log.warning("plugin %r: %s", entry.name, warning)
         return entry.record
 
     def _run_checks(self, entry: _Entry) -> None:
@@ -650,13 +702,17 @@ class Registry:
             return
         info = entry.info = _read_info(entry)
         _check_contract(info, entry.distribution)
+        entry.warnings = tuple(range_problems(info.contract))
         if entry.switched_off:
             return
         plugin = self._import_target(entry, PLUGINS_GROUP)
         pm = _contract_manager()
         _validate_hooks(pm, plugin, entry.name)
         description = _describe(pm, info)
-        entry.loaded = LoadedPlugin(info, description, plugin, entry.distribution, entry.version)
+        _check_lower_bound(pm, plugin, entry.name, info, description)
+        entry.loaded = LoadedPlugin(
+            info, description, plugin, entry.distribution, entry.version, entry.warnings
+        )
 
     @staticmethod
     def _import_target(entry: _Entry, group: str) -> object:

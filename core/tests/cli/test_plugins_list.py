@@ -10,13 +10,21 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from core.tests.registry.fake_dists import RAISES_ON_IMPORT, FakeDists
+from core.tests.registry.fake_dists import RAISES_ON_IMPORT, FakeDists, plugin_code
 
 from ml_connector.cli import main
 from ml_connector.cli._app import AppContext
 from ml_connector.registry import DISABLE_ENV, LOAD_ENV, Registry
 
-KEYS = {"name", "distribution", "version", "role", "contract", "status", "error"}
+KEYS = {"name", "distribution", "version", "role", "contract", "status", "error", "warnings"}
+OPEN = (
+    "contract range '>=1.0' is open: end it before the next major contract (e.g. '>=1.2,<2'), "
+    "which may change or remove any hook"
+)
+PAST_NEXT_MAJOR = (
+    "contract range '>=1.0,<3' reaches contract 2: a major contract changes or removes hooks, so "
+    "no plugin can claim it before it exists (end the range at <2)"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -101,6 +109,72 @@ def test_table(dists, monkeypatch) -> None:
     assert ["legacy", "ml-connector-legacy", "1.0.0", "source", ">=1.0,<2", "ok", "(disabled)"] in [
         line.split() for line in lines
     ]
+
+
+def test_warnings_in_json(dists) -> None:
+    dists.write("acme", contract=">=1.0")
+    dists.write("paybox", role="sink", contract=">=1.2,<2")
+    result = CliRunner().invoke(main, ["plugins", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert (rows["acme"]["status"], rows["acme"]["error"], rows["acme"]["warnings"]) == (
+        "ok",
+        None,
+        [OPEN],
+    )
+    assert (rows["paybox"]["status"], rows["paybox"]["warnings"]) == ("ok", [])
+
+
+def test_warnings_in_the_table(dists, monkeypatch) -> None:
+    dists.write("acme", contract=">=1.0")
+    dists.write("zeta", contract=">=0.9,<3")
+    dists.write("legacy", contract=">=1.0,<3")
+    dists.write("paybox", role="sink", contract=">=1.2,<2")
+    monkeypatch.setenv(DISABLE_ENV, "legacy")
+    result = CliRunner().invoke(main, ["plugins", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rows = {line.split()[0]: line.split()[5:] for line in lines if line and line[0] != " "}
+    assert rows["acme"] == ["ok", "(1", "warning)"]
+    assert rows["zeta"] == ["ok", "(2", "warnings)"]
+    assert rows["legacy"] == ["ok", "(disabled,", "1", "warning)"]
+    assert rows["paybox"] == ["ok"]
+    # The warnings follow the table, after a blank line, one line each.
+    blank = lines.index("")
+    assert all(line.split()[0] in rows for line in lines[1:blank])
+    assert lines[blank + 1 :] == [
+        f"warning: acme: {OPEN}",
+        f"warning: legacy: {PAST_NEXT_MAJOR}",
+        "warning: zeta: contract range '>=0.9,<3' starts at 0.9, before the first contract 1.0: "
+        "no such contract exists",
+        "warning: zeta: contract range '>=0.9,<3' reaches contract 2: a major contract changes "
+        "or removes hooks, so no plugin can claim it before it exists (end the range at <2)",
+    ]
+
+
+def test_no_warnings_no_warning_lines(dists) -> None:
+    dists.write("paybox", role="sink", contract=">=1.2,<2")
+    result = CliRunner().invoke(main, ["plugins", "list"])
+    assert result.exit_code == 0, result.output
+    assert "" not in result.stdout.splitlines()
+    assert "warning" not in result.stdout
+
+
+def test_a_hook_above_the_lower_bound_is_listed_as_broken(dists) -> None:
+    extra = """
+    @hookimpl
+    async def find_payment(ctx, posting):
+        return None
+    """
+    dists.write("acme", plugin_source=plugin_code("acme", "source", extra))
+    result = CliRunner().invoke(main, ["plugins", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = [row for row in json.loads(result.stdout) if row["name"] == "acme"]
+    assert (row["status"], row["warnings"]) == ("broken", [])
+    assert row["error"].startswith(
+        "uses hook find_payment (added in contract 1.2) but declares contract >=1.0,<2, whose "
+        "lower bound 1.0 lacks it: declare >=1.2"
+    )
 
 
 def console_script() -> list[str]:

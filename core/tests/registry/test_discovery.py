@@ -70,6 +70,7 @@ def test_good_source_and_sink(fake_dists, registry_for) -> None:
             "status": "ok",
             "error": None,
             "disabled": False,
+            "warnings": [],
         },
         "paybox": {
             "name": "paybox",
@@ -82,6 +83,7 @@ def test_good_source_and_sink(fake_dists, registry_for) -> None:
             "status": "ok",
             "error": None,
             "disabled": False,
+            "warnings": [],
         },
     }
     loaded = registry.load("paybox", Role.SINK)
@@ -507,6 +509,7 @@ def test_extensions_are_listed_and_loaded(fake_dists, registry_for) -> None:
         "status": "ok",
         "error": None,
         "disabled": False,
+        "warnings": [],
     }
     [extension] = registry.extensions()
     assert extension.plugin is sys.modules[audit.package]

@@ -20,6 +20,8 @@ def test_the_demo_moves_everything_once(source: str) -> None:
     summary = run_demo(DemoOptions(source=source, bills=20, pay=5))
     assert summary["status"] == "succeeded", summary["errors"]
     assert (summary["duplicates"], summary["missing"], summary["unexpected"]) == (0, 0, 0)
+    assert summary["bills_held"] > 0  # the seed has bills that must not move ...
+    assert summary["held_moved"] == 0  # ... and none of them reached BILL
     assert summary["bills_created"] == summary["bills_eligible"] >= 20
     assert summary["exceptions"] == 1  # the deliberately unmapped account
     assert summary["payments_recorded"] == summary["bills_paid_in_bill"] == 5
@@ -37,9 +39,10 @@ def test_the_console_command_prints_one_json_object(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
     for key in ("source", "bills_eligible", "bills_created", "vendors_created", "exceptions",
-                "payments_recorded", "duplicates", "missing", "seconds"):  # fmt: skip
+                "payments_recorded", "duplicates", "missing", "bills_held", "held_moved",
+                "seconds"):  # fmt: skip
         assert key in summary
-    assert (summary["duplicates"], summary["missing"]) == (0, 0)
+    assert (summary["duplicates"], summary["missing"], summary["held_moved"]) == (0, 0, 0)
     assert state.exists()  # kept where asked, its key beside it
     assert Path(f"{state}.key").exists()
 

@@ -3,7 +3,7 @@
 Starts the chosen ERP's emulator and the BILL emulator on loopback (real HTTP), seeds them, adds a
 connection with encrypted credentials in a throwaway (or given) SQLite state, syncs, pays some
 bills in BILL, syncs again to record the payments back, and then reads both emulators' own records
-to count duplicates and missing bills.
+to count duplicates, missing bills and bills that must not move but did.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ml_connector.emulation import (
     EmulatorOptions,
     RunningEmulator,
     load_emulator,
+    missing_members,
     serve_in_thread,
 )
 from ml_connector.engine import RunSummary, open_engine, run_async
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from ml_connector.engine import RunObserver
     from ml_connector.store import Store
 
-__all__ = ["DEFAULT_SOURCE", "SINK", "DemoOptions", "run_demo"]
+__all__ = ["DEFAULT_SOURCE", "SINK", "DemoOptions", "check_problems", "run_demo"]
 
 DEFAULT_SOURCE = "acumatica"
 SINK = "bill"
@@ -96,15 +97,49 @@ def run_demo(options: DemoOptions, observer: RunObserver | None = None) -> dict[
     return run_async(_demo(options, observer))
 
 
+def _not_a(protocol: type[Any], emulator: object, what: str) -> ConfigurationError:
+    """The error for an emulator that is not a ``protocol``: it names the methods it lacks."""
+    kind = type(emulator)
+    missing = missing_members(emulator, protocol)
+    return ConfigurationError(
+        f"{what} ({kind.__module__}.{kind.__qualname__}) cannot be seeded for the demo: it does "
+        f"not implement ml_connector.emulation.{protocol.__name__}"
+        + (f" (it lacks {', '.join(missing)})" if missing else "")
+        + '; see "The demo protocol" in docs/plugin-guide.md'
+    )
+
+
+def check_problems(summary: dict[str, Any]) -> list[str]:
+    """Why the demo's check fails, one phrase each; empty when it passes.
+
+    The check reads the emulators' own records (the summary's ``duplicates``, ``missing`` and
+    ``held_moved``), not the connector's counts.
+    """
+    duplicates, missing, moved = summary["duplicates"], summary["missing"], summary["held_moved"]
+    problems = []
+    if duplicates:
+        problems.append(f"{duplicates} duplicate {_bills(duplicates)} in BILL")
+    if missing:
+        problems.append(f"{missing} eligible {_bills(missing)} missing in BILL")
+    if moved:
+        are = "is" if moved == 1 else "are"
+        problems.append(f"{moved} {_bills(moved)} that must not move {are} in BILL")
+    return problems
+
+
+def _bills(count: int) -> str:
+    return "bill" if count == 1 else "bills"
+
+
 async def _demo(options: DemoOptions, observer: RunObserver | None) -> dict[str, Any]:
     started = time.monotonic()
     emulator_options = EmulatorOptions(latency=options.latency, seed=options.seed)
     erp = load_emulator(options.source)(emulator_options)
     bill = load_emulator(SINK)(emulator_options)
     if not isinstance(erp, DemoSource):
-        raise ConfigurationError(f"the {options.source} emulator cannot be seeded for the demo")
+        raise _not_a(DemoSource, erp, f"the {options.source} emulator")
     if not isinstance(bill, DemoSink):
-        raise ConfigurationError("the BILL emulator cannot be seeded for the demo")
+        raise _not_a(DemoSink, bill, "the BILL emulator")
     erp.seed_demo(options.bills, options.seed)
     unmapped = erp.unmapped_account()
     bill.seed_chart({n: name for n, name in erp.account_numbers().items() if n != unmapped})
@@ -135,6 +170,7 @@ async def _demo(options: DemoOptions, observer: RunObserver | None) -> dict[str,
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     eligible = erp.eligible_bills()
+    held = erp.held_bill_keys()
     in_bill = bill.bills_by_key()
     posted = erp.payments_posted()
     counts = {
@@ -145,7 +181,7 @@ async def _demo(options: DemoOptions, observer: RunObserver | None) -> dict[str,
         "status": "succeeded" if first.error is None and second.error is None else "failed",
         "errors": [e for e in (first.error, second.error) if e],
         "bills_eligible": len(eligible),
-        "bills_held": erp.held_bills(),
+        "bills_held": len(held),
         "accounts_mapped": first.counts.get("accounts_mapped", 0),
         "vendors_created": counts.get("vendors_created", 0),
         "bills_created": counts.get("bills_created", 0),
@@ -159,6 +195,7 @@ async def _demo(options: DemoOptions, observer: RunObserver | None) -> dict[str,
         "duplicates": sum(n - 1 for n in in_bill.values() if n > 1),
         "missing": len(eligible - set(in_bill)),
         "unexpected": len(set(in_bill) - eligible),
+        "held_moved": len(held & set(in_bill)),
         "state": options.db or "temporary (deleted at exit)",
         "seconds": round(time.monotonic() - started, 2),
     }

@@ -284,7 +284,9 @@ def test_demo_source_for_ml_connector_demo() -> None:
     emu.seed_demo(10, seed=3)
     eligible = emu.eligible_bills()
     assert len(eligible) == 5 + 10, "the fixed open bills and the generated ones"
-    assert emu.held_bills() == 14, "eleven unreleased, paid or other documents, three POs"
+    held = emu.held_bill_keys()
+    assert len(held) == 14, "eleven unreleased, paid or other documents, three POs"
+    assert not held & eligible, "a bill is either eligible or held, never both"
     assert emu.unmapped_account() in emu.account_numbers()
     assert emu.settings(BASE_URL)["subaccount_maps_to"] == "none"
     assert set(emu.payments_posted().values()) == {0, 1}, "only the historical check"

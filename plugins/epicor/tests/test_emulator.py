@@ -126,7 +126,9 @@ def test_the_demo_protocol() -> None:
     emu = emulator()
     emu.seed_demo(bills=12, seed=5)
     assert len(emu.eligible_bills()) == 12
-    assert emu.held_bills() == 5
+    held = emu.held_bill_keys()
+    assert len(held) == 5
+    assert not held & emu.eligible_bills(), "a bill is either eligible or held, never both"
     assert emu.unmapped_account() in emu.account_numbers()
     assert emu.payments_posted() == {}
 

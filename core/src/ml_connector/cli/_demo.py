@@ -10,7 +10,7 @@ import click
 from ml_connector.cli._app import EXIT_FAILURE
 from ml_connector.cli._output import echo_json
 from ml_connector.cli._sync import PlainObserver, ProgressObserver
-from ml_connector.demo import DEFAULT_SOURCE, DemoOptions, run_demo
+from ml_connector.demo import DEFAULT_SOURCE, DemoOptions, check_problems, run_demo
 
 __all__ = ["register"]
 
@@ -25,6 +25,7 @@ _LINES = (
     ("payments recorded back in the ERP", "payments_recorded"),
     ("duplicates found", "duplicates"),
     ("missing bills", "missing"),
+    ("bills in BILL that must not have moved", "held_moved"),
 )
 
 
@@ -38,8 +39,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         click.echo(f"  exception: {item['type']} {where}: {item['reason']}")
     for error in summary["errors"]:
         click.echo(f"  error: {error}")
-    ok = summary["duplicates"] == 0 and summary["missing"] == 0
-    click.echo("Check: " + ("nothing duplicated, nothing missing." if ok else "FAILED."))
+    problems = check_problems(summary)
+    if problems:
+        click.echo(f"Check: FAILED. {'; '.join(problems)}.")
+    else:
+        click.echo("Check: nothing duplicated, nothing missing, nothing moved that must not.")
 
 
 def register(main: click.Group) -> None:
@@ -78,6 +82,5 @@ def register(main: click.Group) -> None:
             echo_json(summary)
         else:
             _print_summary(summary)
-        failed = summary["status"] != "succeeded" or summary["duplicates"] or summary["missing"]
-        if failed:
+        if summary["status"] != "succeeded" or check_problems(summary):
             sys.exit(EXIT_FAILURE)

@@ -5,7 +5,7 @@ paging tokens, an :class:`Emulator` base (an ASGI app) and serving on loopback. 
 ``emulator.py`` uses it, so every emulator is built the same way and stays small.
 """
 
-from ml_connector.emulation._demo import BillKey, DemoSink, DemoSource
+from ml_connector.emulation._demo import BillKey, DemoSink, DemoSource, missing_members
 from ml_connector.emulation._discovery import EMULATORS_GROUP, available_emulators, load_emulator
 from ml_connector.emulation._emulator import Emulator, EmulatorOptions
 from ml_connector.emulation._faults import FaultAction, HttpFaults
@@ -35,5 +35,6 @@ __all__ = [
     "decode_page_token",
     "encode_page_token",
     "load_emulator",
+    "missing_members",
     "serve_in_thread",
 ]

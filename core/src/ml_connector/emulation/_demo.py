@@ -1,16 +1,16 @@
 """What the demo asks of emulators beyond their API: seeding, and the truth for its final check.
 
 An emulator that wants to take part in ``ml-connector demo`` implements one of these protocols.
-The demo reads the systems' own records through them to count duplicates and missing bills, so the
-check does not trust the connector's view of what it did.
+The demo reads the systems' own records through them to count duplicates, missing bills and bills
+that moved though they must not, so the check does not trust the connector's view of what it did.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["BillKey", "DemoSink", "DemoSource"]
+__all__ = ["BillKey", "DemoSink", "DemoSource", "missing_members"]
 
 BillKey = tuple[str, str]
 """A bill's natural key across systems: (vendor name, vendor invoice number)."""
@@ -30,8 +30,14 @@ class DemoSource(Protocol):
     def eligible_bills(self) -> set[BillKey]:
         """The bills that must reach the sink (approved and coded to a mapped account)."""
 
-    def held_bills(self) -> int:
-        """How many bills exist that must not move (on hold, unapproved, purchase orders)."""
+    def held_bill_keys(self) -> set[BillKey]:
+        """The natural keys (vendor name, vendor invoice number) of the bills that must not move.
+
+        On hold, unapproved, purchase orders, and whatever else the ERP holds that the connector
+        must leave alone (paid, voided, other document types), as seeded by :meth:`seed_demo`.
+        Each key is what the sink would hold for that bill if it moved: the vendor's name and the
+        invoice number as the source plugin reads them, so the demo can look for it in the sink.
+        """
 
     def payments_posted(self) -> dict[BillKey, int]:
         """How many payments are posted against each bill."""
@@ -70,3 +76,12 @@ class DemoSink(Protocol):
 
     def expire_sessions(self) -> None:
         """End every session, as BILL's 35-minute idle timeout does."""
+
+
+def missing_members(obj: object, protocol: type[Any]) -> list[str]:
+    """The methods of ``protocol`` (one of the above) that ``obj`` lacks, in declaration order.
+
+    What ``isinstance(obj, protocol)`` checks, spelled out, so an error can name what is missing.
+    """
+    wanted = [name for name, value in vars(protocol).items() if callable(value) and name[0] != "_"]
+    return [name for name in wanted if not callable(getattr(obj, name, None))]

@@ -832,7 +832,7 @@ class AcumaticaEmulator(Emulator):
         self.logins = self.refreshes = self.logouts = 0
         self.demo = False
         self._demo_eligible: set[tuple[str, str]] = set()
-        self._demo_held = 0
+        self._demo_held: set[tuple[str, str]] = set()
         self.credentials_valid = True
         self._issued: list[tuple[SessionStore, str]] = []
         self._refresh_of: dict[str, str] = {}  # licence session id -> its live refresh token
@@ -933,17 +933,21 @@ class AcumaticaEmulator(Emulator):
         self._demo_eligible = {
             self._bill_key(b) for b in bills_ if _sendable(b) and not self._unmapped(b)
         }
-        self._demo_held = sum(1 for b in bills_ if not _sendable(b)) + len(
-            self.books.ordered("PurchaseOrder")
-        )
+        self._demo_held = {self._bill_key(b) for b in bills_ if not _sendable(b)} | {
+            self._order_key(o) for o in self.books.ordered("PurchaseOrder")
+        }
 
     def eligible_bills(self) -> set[tuple[str, str]]:
         """(vendor name, invoice number) of every seeded bill that must reach BILL."""
         return set(self._demo_eligible)
 
-    def held_bills(self) -> int:
-        """Seeded documents that must not move: unreleased, paid, voided, other types, POs."""
-        return self._demo_held
+    def held_bill_keys(self) -> set[tuple[str, str]]:
+        """(vendor name, invoice number) of the seeded documents that must not move.
+
+        Unreleased bills (on hold, balanced, pending approval, rejected, scheduled), paid,
+        voided and reserved ones, other document types, and purchase orders.
+        """
+        return set(self._demo_held)
 
     def payments_posted(self) -> dict[tuple[str, str], int]:
         """How many checks are applied to each bill."""
@@ -999,8 +1003,16 @@ class AcumaticaEmulator(Emulator):
         return any(d["Account"] == DEMO_UNMAPPED_ACCOUNT for d in bill["Details"])
 
     def _bill_key(self, bill: Mapping[str, Any]) -> tuple[str, str]:
+        # What BILL would hold: the plugin names the vendor by VendorName and numbers the
+        # invoice by VendorRef.
         vendor = self.books.get("Vendor", bill["Vendor"]) or {}
         return (str(vendor.get("VendorName") or bill["Vendor"]), str(bill.get("VendorRef") or ""))
+
+    def _order_key(self, order: Mapping[str, Any]) -> tuple[str, str]:
+        # A purchase order has no vendor invoice number: were one to move, its OrderNbr is the
+        # only number it could carry.
+        vendor = self.books.get("Vendor", order["VendorID"]) or {}
+        return (str(vendor.get("VendorName") or order["VendorID"]), str(order["OrderNbr"]))
 
     # --- Test helpers: what a clerk or an administrator does ----------------------------------
 

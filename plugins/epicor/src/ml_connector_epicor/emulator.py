@@ -804,9 +804,13 @@ class EpicorEmulator(Emulator):
         """(vendor name, invoice number) of every invoice that must reach BILL."""
         return {self._bill_key(k) for k in self.seeded.eligible}
 
-    def held_bills(self) -> int:
-        """How many invoices must not move (unposted, held, on pay hold, debit memo, paid)."""
-        return len(self.seeded.held)
+    def held_bill_keys(self) -> set[tuple[str, str]]:
+        """(vendor name, invoice number) of the invoices that must not move.
+
+        Unposted (unapproved, in an AP entry group), held, on payment hold, debit memos and paid
+        ones. The plugin names the vendor by ``Name`` and numbers the bill by ``InvoiceNum``.
+        """
+        return {self._bill_key(k) for k in self.seeded.held}
 
     def payments_posted(self) -> dict[tuple[str, str], int]:
         """Payments applied to each invoice, by (vendor name, invoice number)."""

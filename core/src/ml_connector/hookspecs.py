@@ -208,8 +208,11 @@ async def list_changed_payables(  # type: ignore[empty-body]
     Only bills ready to pay are returned: approved, released or posted, not on hold, not
     purchase orders. The engine calls this with ``page_token=None`` for the first page, then with
     each page's ``next_page_token`` until it is ``None``. The window's lower bound is inclusive
-    and the upper bound exclusive; the same payable may appear on two pages if it changed during
-    the read (the engine deduplicates by ``source_id``), but none may be skipped.
+    and the upper bound exclusive, and every payable returned has its ``modified_at`` in it (a
+    system whose change stamps are coarser than a window may read from a little before the lower
+    bound rather than lose a change). In a window nothing changes during, each payable comes back
+    exactly once; one that changed during the read may appear on two pages (the engine
+    deduplicates by ``source_id``), but none may be skipped.
 
     Args:
         ctx: The source side.

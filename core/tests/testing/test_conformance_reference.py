@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from pydantic import SecretStr
 
 from ml_connector.context import ConnectionContext
 from ml_connector.description import Role
+from ml_connector.models import Account, Vendor
 from ml_connector.testing import (
+    ErpLine,
+    ErpPayable,
+    ErpStatus,
     FakeErp,
     FakeSink,
     FaultKind,
+    ManualClock,
     ReferenceErpCredentials,
     ReferenceErpSettings,
     ReferenceSinkCredentials,
@@ -26,6 +32,7 @@ from ml_connector.testing import (
 )
 from ml_connector.testing._webhooks import payment_json
 from ml_connector.testing.conformance import (
+    NotReadyKind,
     SinkHarness,
     SinkPluginSuite,
     SourceHarness,
@@ -33,16 +40,28 @@ from ml_connector.testing.conformance import (
 )
 
 INSTANCE = "conformance"
+# After every seeded change time (SeedSpec spreads them over January 2025); a millisecond per
+# reading, so consecutive changes get distinct times and nothing depends on the wall clock.
+START = datetime(2025, 3, 1, 12, tzinfo=UTC)
+
+NOT_READY_STATUS: dict[NotReadyKind, ErpStatus] = {
+    "on_hold": ErpStatus.ON_HOLD,
+    "unapproved": ErpStatus.DRAFT,
+    "purchase_order": ErpStatus.PURCHASE_ORDER,
+}
 
 
 class ReferenceErpHarness(SourceHarness):
-    plugin = reference_erp.PLUGIN
+    """Drives the reference ERP plugin over an in-memory FakeErp (also the broken plugins')."""
+
+    plugin: object = reference_erp.PLUGIN
     info = reference_erp.PLUGIN_INFO
     page_size = 7
 
     def __init__(self) -> None:
         reset_fakes()
         self.erp = FakeErp.in_memory(INSTANCE)
+        self.erp.clock = ManualClock(START, tick=timedelta(milliseconds=1))
         self._seeds = 0
 
     def context(self) -> ConnectionContext:
@@ -61,6 +80,40 @@ class ReferenceErpHarness(SourceHarness):
         data = generate_data(SeedSpec(seed=self._seeds, payables=count * 2, held_share=0.2))
         seed_erp(self.erp, data)
         return set(data.ready_ids)
+
+    def seed_not_ready(self) -> dict[NotReadyKind, str]:
+        """One well-formed document per status that must not move, changed now.
+
+        Well-formed on purpose: a plugin that ignores the status reads it as a good payable and
+        returns it among the items, where the suite sees it.
+        """
+        vendor = Vendor(source_id="V-NOT-READY", name="Not Ready Supplies LLC")
+        self.erp.add_vendors([vendor])
+        self.erp.add_accounts([Account(id="6000", number="6000", name="Office Supplies")])
+        now = self.erp.clock()
+        ids: dict[NotReadyKind, str] = {}
+        records = []
+        for kind, status in NOT_READY_STATUS.items():
+            source_id = f"NR-{kind.upper()}"
+            amount = Decimal("240.50")
+            records.append(
+                ErpPayable(
+                    source_id=source_id,
+                    document_number=source_id,
+                    invoice_number=f"INV-{source_id}",
+                    vendor_id=vendor.source_id,
+                    invoice_date=now.date(),
+                    due_date=(now + timedelta(days=30)).date(),
+                    total=amount,
+                    lines=[ErpLine(line_id="1", amount=amount, account_id="6000")],
+                    modified_at=now,
+                    status=status,
+                    description=f"{status.value}: must not move",
+                )
+            )
+            ids[kind] = source_id
+        self.erp.put_payables(records)
+        return ids
 
     def touch(self, source_id: str) -> None:
         record = self.erp.payables[source_id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import pytest
 from plugins.acumatica.tests.support import context, emulator
@@ -12,6 +13,9 @@ from ml_connector.context import ConnectionContext
 from ml_connector.emulation import FaultAction
 from ml_connector.testing import ManualClock
 from ml_connector_acumatica import PLUGIN_INFO, plugin
+
+if TYPE_CHECKING:
+    from ml_connector.testing.conformance import NotReadyKind
 
 conformance = pytest.importorskip("ml_connector.testing.conformance")
 
@@ -47,6 +51,17 @@ class AcumaticaHarness(conformance.SourceHarness):
                 "BAYCLEAN", [("66000", "OPS-000", Decimal("5"), "held")], status="On Hold"
             )
         return refs
+
+    def seed_not_ready(self) -> dict[NotReadyKind, str]:
+        # The plugin sends released bills only (Type Bill, Status Open; acumatica.md §6):
+        # "On Hold" is a draft, "Pending Approval" waits in the approval workflow.
+        # No "purchase_order": purchase orders are the PurchaseOrder entity, which the plugin
+        # never reads, and get_payable reads Bill/Bill/<ReferenceNbr>, where none can be.
+        lines = [("66000", "OPS-000", Decimal("5"), "not ready")]
+        return {
+            "on_hold": self.emu.add_bill("BAYCLEAN", lines, status="On Hold"),
+            "unapproved": self.emu.add_bill("GREENLEAF", lines, status="Pending Approval"),
+        }
 
     def touch(self, source_id: str) -> None:
         self.emu.edit_bill(source_id, Description="touched")

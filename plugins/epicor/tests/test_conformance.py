@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,7 +10,12 @@ from plugins.epicor.tests.helpers import Chart, context, emulator
 
 from ml_connector.context import ConnectionContext
 from ml_connector.emulation import FaultAction
-from ml_connector.testing.conformance import FaultKind, SourceHarness, SourcePluginSuite
+from ml_connector.testing.conformance import (
+    FaultKind,
+    NotReadyKind,
+    SourceHarness,
+    SourcePluginSuite,
+)
 from ml_connector_epicor import PLUGIN_INFO, plugin
 
 
@@ -20,6 +25,9 @@ class EpicorHarness(SourceHarness):
     plugin = plugin
     info = PLUGIN_INFO
     page_size = 10
+    # ChangeDate may hold only a date (epicor.md §4, unconfirmed), so the plugin reads from
+    # change_overlap_hours (default 24) before `since` rather than lose a change.
+    change_overlap = timedelta(hours=24)
 
     def __init__(self) -> None:
         self.emulator = emulator()
@@ -36,6 +44,17 @@ class EpicorHarness(SourceHarness):
         self.chart.invoice("1.00", posted=False)
         self.chart.invoice("2.00", PayHold=True)
         return ready
+
+    def seed_not_ready(self) -> dict[NotReadyKind, str]:
+        # Only posted invoices are approved and final (epicor.md §5, no approval field): an
+        # unposted one still sits in its AP entry group. A posted invoice on payment hold is
+        # read by the plugin's server filter (Posted eq true) and must be dropped by the plugin.
+        # No "purchase_order": purchase orders live in Erp.BO.POSvc, which the plugin never
+        # reads; get_payable reads APInvHed, where none can be.
+        return {
+            "on_hold": Chart.source_id(self.chart.invoice("3.00", PayHold=True)),
+            "unapproved": Chart.source_id(self.chart.invoice("4.00", posted=False)),
+        }
 
     def touch(self, source_id: str) -> None:
         number, invoice = source_id.split(":", 1)

@@ -150,3 +150,50 @@ def project_name(folder: Path) -> str:
     """The distribution name a plugin folder's pyproject declares."""
     name: str = tomllib.loads((folder / "pyproject.toml").read_text())["project"]["name"]
     return name
+
+
+def copy_workspace(target: Path) -> Path:
+    """A copy of this uv workspace to change freely, without the tests; returns ``target``.
+
+    The root's ``pyproject.toml``, ``uv.lock`` and ``conftest.py``, and each member's folder
+    (``core``, ``plugins/*``) without its ``tests`` and caches: what ``uv lock``, ``uv sync``,
+    ruff and mypy read, and a plugin added in ``plugins/`` is tested under.
+    """
+    target.mkdir(parents=True)
+    for name in ("pyproject.toml", "uv.lock", "conftest.py"):
+        shutil.copy2(REPO / name, target / name)
+    caches = shutil.ignore_patterns("__pycache__", ".*_cache", "*.egg-info")
+    members = [CORE, *(p for p in sorted(PLUGINS.iterdir()) if (p / "pyproject.toml").is_file())]
+    for member in members:
+        copy = target / member.relative_to(REPO)
+        copy.mkdir(parents=True)
+        for item in member.iterdir():
+            if item.name in ("tests", "dist", "build") or caches(str(member), [item.name]):
+                continue
+            if item.is_dir():
+                shutil.copytree(item, copy / item.name, ignore=caches)
+            else:
+                shutil.copy2(item, copy / item.name)
+    return target
+
+
+def add_to_workspace(root: Path, distribution: str) -> None:
+    """Add a member's distribution to the root ``pyproject.toml``: the two lines the guide gives.
+
+    ``"<distribution>",`` at the end of ``[project] dependencies`` (so ``uv sync`` and
+    ``uv run`` install it), and ``<distribution> = { workspace = true }`` at the end of
+    ``[tool.uv.sources]`` (so it comes from its folder, not from an index).
+    """
+    path = root / "pyproject.toml"
+    lines = path.read_text().splitlines(keepends=True)
+    start = lines.index("dependencies = [\n")
+    lines.insert(lines.index("]\n", start), f'    "{distribution}",\n')
+    sources = lines.index("[tool.uv.sources]\n")
+    end = next(
+        i for i in range(sources + 1, len(lines) + 1) if i == len(lines) or not lines[i].strip()
+    )
+    lines.insert(end, f"{distribution} = {{ workspace = true }}\n")
+    path.write_text("".join(lines))
+    edited = tomllib.loads(path.read_text())
+    assert distribution in edited["project"]["dependencies"]
+    assert edited["tool"]["uv"]["sources"][distribution] == {"workspace": True}

@@ -12,6 +12,7 @@ files are copied as they are; a directory named ``package`` becomes the import p
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -22,8 +23,8 @@ from typing import TYPE_CHECKING
 from packaging.version import InvalidVersion, Version
 
 from ml_connector import __version__
-from ml_connector.contract import CONTRACT_VERSION
-from ml_connector.description import Role
+from ml_connector.contract import CAPABILITIES_ADDED, CONTRACT_VERSION, FIRST_CONTRACT, HOOKS_ADDED
+from ml_connector.description import Capability, Role
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -48,7 +49,7 @@ MAX_DISPLAY_NAME = 40
 
 _SUFFIX = ".tmpl"
 _PACKAGE_DIR = "package"
-_ROLES_WITH_TEMPLATES = frozenset({Role.SOURCE})
+_ROLES_WITH_TEMPLATES = frozenset({Role.SOURCE, Role.SINK})
 
 
 class TemplateError(ValueError):
@@ -109,10 +110,64 @@ def core_requirement(core_version: str = __version__) -> str:
     return f">={major}.{minor},<{upper}"
 
 
-def contract_range(contract_version: str = CONTRACT_VERSION) -> str:
-    """The contract range a new plugin declares: this contract's major version."""
-    version = Version(contract_version)
-    return f">={version.major}.{version.minor},<{version.major + 1}"
+def contract_range(hooks: Iterable[str], capabilities: Iterable[str] = ()) -> str:
+    """The contract range a plugin using these hooks and capabilities declares.
+
+    From the newest contract that added one of them (:data:`~ml_connector.contract.HOOKS_ADDED`,
+    :data:`~ml_connector.contract.CAPABILITIES_ADDED`) to the next major: contract 1.0 hooks and
+    ``find_payment`` (1.2) give ``>=1.2,<2``. Never the running core's contract blindly: a range
+    that starts later than the plugin needs shuts out older cores for nothing.
+
+    Args:
+        hooks: The hooks the plugin implements (optional hooks left out: they do not count).
+        capabilities: The capabilities its ``describe_plugin`` declares.
+
+    Raises:
+        ValueError: A hook or capability the contract does not have.
+
+    .. versionchanged:: 1.2
+        From the hooks and capabilities, not from a contract version.
+    """
+    added: list[Version] = []
+    for names, table, kind in (
+        (hooks, HOOKS_ADDED, "hook"),
+        (capabilities, CAPABILITIES_ADDED, "capability"),
+    ):
+        for name in names:
+            if name not in table:
+                raise ValueError(f"contract {CONTRACT_VERSION} has no {kind} {name!r}")
+            added.append(Version(table[name]))
+    low = max(added, default=Version(FIRST_CONTRACT))
+    return f">={low.major}.{low.minor},<{low.major + 1}"
+
+
+_HOOKIMPL = re.compile(r"^@hookimpl(?P<options>\([^)]*\))?\n(?:async )?def (?P<hook>\w+)\(", re.M)
+_CAPABILITY = re.compile(r"\bCapability\.(?P<member>[A-Z_]+)\b")
+
+
+def _template_features(role: Role) -> tuple[list[str], list[str]]:
+    """The hooks and capabilities the role's template ``plugin.py`` uses, read from its text.
+
+    A hook counts when its ``def`` follows ``@hookimpl`` (not ``@hookimpl(optionalhook=True)``),
+    a capability when the text names ``Capability.<MEMBER>``; :func:`contract_range` turns them
+    into the range the rendered plugin declares, so that range follows the template.
+
+    Returns:
+        ``(hooks, capabilities)``, sorted; both empty for a role without a template.
+    """
+    plugin = files("ml_connector").joinpath(
+        "templates", "plugin", role.value, "src", _PACKAGE_DIR, "plugin.py" + _SUFFIX
+    )
+    if not plugin.is_file():
+        return [], []
+    text = plugin.read_text("utf-8")
+    hooks = {
+        m["hook"]
+        for m in _HOOKIMPL.finditer(text)
+        if "optionalhook=True" not in (m["options"] or "")
+    }
+    capabilities = {Capability[m["member"]].value for m in _CAPABILITY.finditer(text)}
+    return sorted(hooks), sorted(capabilities)
 
 
 @dataclass(frozen=True)
@@ -149,7 +204,7 @@ class TemplateSpec:
             "distribution": self.distribution,
             "core_requirement": core_requirement(),
             "core_version": __version__,
-            "contract": contract_range(),
+            "contract": contract_range(*_template_features(self.role)),
             "contract_version": CONTRACT_VERSION,
             "today": datetime.now(UTC).date().isoformat(),
         }

@@ -5,14 +5,15 @@ must pass), which is why it imports its siblings relatively: it works in a packa
 It uses the rendered ``client.py``, ``schemas.py`` and package metadata as they are, so it also
 proves that they are enough to implement the contract. Not shipped: a partner's own
 implementation is the point of the template.
+
+It is linted with the rendered plugin's own ruff settings (``ml_connector`` third-party; see
+``ruff.toml`` here), so it passes ``ruff check`` in a rendered plugin as well as here.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from ml_connector import ConcurrencyLimits, PluginDescription, Role, hookimpl
 from ml_connector.errors import ConfigurationError, InvalidRecordError
@@ -29,6 +30,7 @@ from ml_connector.models import (
     RejectedRecord,
     Vendor,
 )
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from . import PLUGIN_INFO, schemas
 from .client import ErpClient
@@ -65,6 +67,7 @@ class Credentials(BaseModel):
 
 @hookimpl
 def describe_plugin() -> PluginDescription:
+    """Describe the plugin: schemas, limits."""
     return PluginDescription(
         system=SYSTEM,
         role=Role.SOURCE,
@@ -78,17 +81,15 @@ def describe_plugin() -> PluginDescription:
 
 
 @hookimpl
-async def authenticate(ctx: ConnectionContext) -> AuthResult:
+async def authenticate(ctx: ConnectionContext[Settings, Credentials]) -> AuthResult:
+    """Sign in and keep the client in ``ctx.state``."""
     client = ctx.state.get(_CLIENT)
     if not isinstance(client, ErpClient):
-        settings, credentials = ctx.settings, ctx.credentials
-        if not isinstance(settings, Settings) or not isinstance(credentials, Credentials):
-            raise ConfigurationError(f"{SYSTEM}: settings or credentials of the wrong schema")
         client = ErpClient(
-            ctx.http_client(settings.base_url),
-            credentials.client_id,
-            credentials.client_secret,
-            page_size=settings.page_size,
+            ctx.http_client(ctx.settings.base_url),
+            ctx.credentials.client_id,
+            ctx.credentials.client_secret,
+            page_size=ctx.settings.page_size,
         )
         ctx.state[_CLIENT] = client
     await client.sign_in()
@@ -96,13 +97,15 @@ async def authenticate(ctx: ConnectionContext) -> AuthResult:
 
 
 @hookimpl
-async def check_connection(ctx: ConnectionContext) -> ConnectionCheck:
+async def check_connection(ctx: ConnectionContext[Settings, Credentials]) -> ConnectionCheck:
+    """Read the company: the cheapest read there is."""
     company = await _client(ctx).company()
     return ConnectionCheck(ok=True, detail=f"signed in to {company.name} ({company.id})")
 
 
 @hookimpl
-async def list_accounts(ctx: ConnectionContext) -> AccountCatalog:
+async def list_accounts(ctx: ConnectionContext[Settings, Credentials]) -> AccountCatalog:
+    """Every GL account, active or not."""
     accounts = await _client(ctx).accounts()
     return AccountCatalog(
         accounts=tuple(
@@ -119,7 +122,8 @@ async def list_accounts(ctx: ConnectionContext) -> AccountCatalog:
 
 
 @hookimpl
-async def close_connection(ctx: ConnectionContext) -> None:
+async def close_connection(ctx: ConnectionContext[Settings, Credentials]) -> None:
+    """Revoke the token and close the client; nothing to do without one."""
     client = ctx.state.pop(_CLIENT, None)
     ctx.state.pop(_VENDORS, None)
     if isinstance(client, ErpClient):
@@ -131,16 +135,17 @@ async def close_connection(ctx: ConnectionContext) -> None:
 
 @hookimpl
 async def list_changed_payables(
-    ctx: ConnectionContext, window: ChangeWindow, page_token: str | None
+    ctx: ConnectionContext[Settings, Credentials], window: ChangeWindow, page_token: str | None
 ) -> PayablePage:
+    """One page of approved bills; purchase orders and bills on hold are skipped."""
     rows, next_token = await _client(ctx).changed_bills(window.since, window.until, page_token)
     items: list[Payable] = []
     rejected: list[RejectedRecord] = []
     for row in rows:
+        if not _payable_row(row):  # the API cannot filter these; they must not be paid
+            continue
         try:
-            bill = schemas.Bill.model_validate(row)
-            if not bill.on_hold:  # held bills must not be paid; the API cannot filter them
-                items.append(await _payable(ctx, bill))
+            items.append(await _payable(ctx, schemas.Bill.model_validate(row)))
         except InvalidRecordError as exc:
             rejected.append(_rejected(row, exc.field, exc.reason))
         except ValidationError as exc:
@@ -149,10 +154,16 @@ async def list_changed_payables(
 
 
 @hookimpl
-async def get_payable(ctx: ConnectionContext, source_id: str) -> Payable | None:
+async def get_payable(
+    ctx: ConnectionContext[Settings, Credentials], source_id: str
+) -> Payable | None:
+    """One bill, whatever its status; a purchase order is there but is no payable."""
     row = await _client(ctx).bill(source_id)
     if row is None:
         return None
+    if (kind := row.get("type", "bill")) != "bill":
+        reason = f"a {kind}, not a bill"
+        raise InvalidRecordError("payable", source_id, "type", reason, system=SYSTEM)
     try:
         return await _payable(ctx, schemas.Bill.model_validate(row))
     except ValidationError as exc:
@@ -161,7 +172,10 @@ async def get_payable(ctx: ConnectionContext, source_id: str) -> Payable | None:
 
 
 @hookimpl
-async def find_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment | None:
+async def find_payment(
+    ctx: ConnectionContext[Settings, Credentials], posting: PaymentPosting
+) -> RecordedPayment | None:
+    """The payment carrying this sink payment's id on this bill, if there is one."""
     bill_id = posting.payable.source_id
     existing = await _client(ctx).payments(
         bill_id=bill_id, external_reference=posting.payment_sink_id
@@ -170,7 +184,10 @@ async def find_payment(ctx: ConnectionContext, posting: PaymentPosting) -> Recor
 
 
 @hookimpl
-async def record_payment(ctx: ConnectionContext, posting: PaymentPosting) -> RecordedPayment:
+async def record_payment(
+    ctx: ConnectionContext[Settings, Credentials], posting: PaymentPosting
+) -> RecordedPayment:
+    """Post the payment with the sink payment's id as its external reference."""
     client = _client(ctx)
     bill_id = posting.payable.source_id
     created = await client.create_payment(
@@ -188,14 +205,23 @@ async def record_payment(ctx: ConnectionContext, posting: PaymentPosting) -> Rec
 # --- Mapping -----------------------------------------------------------------------------------
 
 
-def _client(ctx: ConnectionContext) -> ErpClient:
+def _payable_row(row: dict[str, Any]) -> bool:
+    """Whether a listed row is a bill that may be paid: not a purchase order, not on hold.
+
+    Read before the row is parsed, so a record that must not move is skipped even when it would
+    not parse (it is no exception to queue).
+    """
+    return row.get("type", "bill") == "bill" and row.get("on_hold") is not True
+
+
+def _client(ctx: ConnectionContext[Settings, Credentials]) -> ErpClient:
     client = ctx.state.get(_CLIENT)
     if not isinstance(client, ErpClient):
         raise ConfigurationError(f"{SYSTEM}: not signed in (authenticate was not called)")
     return client
 
 
-async def _vendor(ctx: ConnectionContext, vendor_id: str) -> Vendor:
+async def _vendor(ctx: ConnectionContext[Settings, Credentials], vendor_id: str) -> Vendor:
     """The bill's vendor, read once per connection side and kept in ``ctx.state``."""
     cache: dict[str, Vendor] = ctx.state.setdefault(_VENDORS, {})
     if vendor_id not in cache:
@@ -224,7 +250,7 @@ async def _vendor(ctx: ConnectionContext, vendor_id: str) -> Vendor:
     return cache[vendor_id]
 
 
-async def _payable(ctx: ConnectionContext, bill: schemas.Bill) -> Payable:
+async def _payable(ctx: ConnectionContext[Settings, Credentials], bill: schemas.Bill) -> Payable:
     """The domain payable; raises ValidationError naming the field when it cannot be one."""
     vendor = await _vendor(ctx, bill.vendor_id)
     return Payable.model_validate(

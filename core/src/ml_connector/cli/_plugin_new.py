@@ -38,7 +38,7 @@ def plugin() -> None:
     type=click.Choice([r.value for r in Role]),
     default=Role.SOURCE.value,
     show_default=True,
-    help="source: an ERP the bills come from; sink: where they go (not yet templated).",
+    help="source: an ERP the bills come from; sink: the payables system they go to.",
 )
 @click.option(
     "--dir",
@@ -50,11 +50,12 @@ def plugin() -> None:
 def new(name: str, role: str, directory: Path | None, display_name: str | None) -> None:
     """Write a new plugin distribution ml-connector-NAME for system key NAME.
 
-    It holds pyproject.toml (version 0.1.0, the three entry points), README.md, CHANGELOG.md, the
-    package (PLUGIN_INFO, plugin.py with every hook to fill in, a working client.py and
-    schemas.py for an example REST API, and emulator.py, that API's emulator) and
-    tests/test_conformance.py, which runs the conformance suite against the emulator: it fails,
-    naming each hook, until the hooks are implemented. See docs/plugin-guide.md.
+    It holds pyproject.toml (version 0.1.0, the three entry points, ruff and mypy settings),
+    README.md, CHANGELOG.md, the package (PLUGIN_INFO, plugin.py with every hook of the role to
+    fill in, a working client.py and schemas.py for an example REST API, an ERP's for a source, a
+    payables system's for a sink, and emulator.py, that API's emulator) and
+    tests/test_conformance.py, which runs the role's conformance suite against the emulator: it
+    fails, naming each hook, until the hooks are implemented. See docs/plugin-guide.md.
     """
     try:
         spec = TemplateSpec(
@@ -78,5 +79,7 @@ def new(name: str, role: str, directory: Path | None, display_name: str | None) 
         f"  cd {target}\n"
         "  pip install -e . pytest pytest-asyncio   # where ml-connector is installed\n"
         "  pytest                                   # fails, naming each hook to implement\n"
-        f"  then fill in src/{spec.package}/plugin.py (docs/plugin-guide.md §4)"
+        f"  then fill in src/{spec.package}/plugin.py (docs/plugin-guide.md §4)\n"
+        "Inside the ml-connector repository, add it to the workspace instead: two root lines,\n"
+        "then uv lock (docs/plugin-guide.md §10)."
     )

@@ -112,10 +112,12 @@ def _not_a(protocol: type[Any], emulator: object, what: str) -> ConfigurationErr
 def check_problems(summary: dict[str, Any]) -> list[str]:
     """Why the demo's check fails, one phrase each; empty when it passes.
 
-    The check reads the emulators' own records (the summary's ``duplicates``, ``missing`` and
-    ``held_moved``), not the connector's counts.
+    The check reads the emulators' own records (the summary's ``duplicates``, ``missing``,
+    ``held_moved``, ``payments_posted_twice`` and ``payments_missing``), not the connector's
+    counts.
     """
     duplicates, missing, moved = summary["duplicates"], summary["missing"], summary["held_moved"]
+    twice, unposted = summary["payments_posted_twice"], summary["payments_missing"]
     problems = []
     if duplicates:
         problems.append(f"{duplicates} duplicate {_bills(duplicates)} in BILL")
@@ -124,7 +126,15 @@ def check_problems(summary: dict[str, Any]) -> list[str]:
     if moved:
         are = "is" if moved == 1 else "are"
         problems.append(f"{moved} {_bills(moved)} that must not move {are} in BILL")
+    if twice:
+        problems.append(f"{twice} BILL {_payments(twice)} posted twice in the ERP")
+    if unposted:
+        problems.append(f"{unposted} BILL {_payments(unposted)} never posted in the ERP")
     return problems
+
+
+def _payments(count: int) -> str:
+    return "payment" if count == 1 else "payments"
 
 
 def _bills(count: int) -> str:

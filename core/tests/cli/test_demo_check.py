@@ -46,6 +46,8 @@ def test_a_clean_run_passes(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"held_moved": 1}, "1 bill that must not move is in BILL"),
         ({"duplicates": 2}, "2 duplicate bills in BILL"),
         ({"missing": 1}, "1 eligible bill missing in BILL"),
+        ({"payments_posted_twice": 2}, "2 BILL payments posted twice in the ERP"),
+        ({"payments_missing": 1}, "1 BILL payment never posted in the ERP"),
         (
             {"duplicates": 1, "missing": 2, "held_moved": 3},
             "1 duplicate bill in BILL; 2 eligible bills missing in BILL; "

@@ -9,7 +9,9 @@ import shutil
 import sys
 import tomllib
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -546,3 +548,46 @@ def test_the_longest_sink_passes_its_own_linters(tmp_path: Path) -> None:
     ruff = [sys.executable, "-m", "ruff"]
     check(run([*ruff, "check", "--no-cache", "."], cwd=rendered))
     check(run([*ruff, "format", "--check", "--no-cache", "."], cwd=rendered))
+
+
+@pytest.mark.parametrize("header", ["seconds", "http-date"])
+def test_the_source_client_reads_retry_after_in_both_forms(
+    package: ModuleType, name: str, header: str
+) -> None:
+    """RFC 9110 allows seconds or an HTTP date; the rendered client honours both."""
+    client_module = importlib.import_module(f"ml_connector_{name}.client")
+    wait = 3600
+    value = (
+        str(wait)
+        if header == "seconds"
+        else format_datetime(datetime.now(UTC) + timedelta(seconds=wait), usegmt=True)
+    )
+    body = {"error": {"code": "rate_limited", "message": "slow down", "request_id": "r-1"}}
+    response = httpx.Response(429, json=body, headers={"Retry-After": value})
+    error = client_module._error(response, None)
+    assert isinstance(error, ThrottledError)
+    assert error.retry_after is not None
+    # an HTTP date counts whole seconds from the moment it was written: allow a minute's drift
+    assert wait - 60 < error.retry_after <= wait
+
+
+def test_the_sink_client_leaves_no_session_behind(sink_package: ModuleType, name: str) -> None:
+    """Signing in again ends the session held before; closing ends the last one."""
+    emulator_module = importlib.import_module(f"ml_connector_{name}.emulator")
+    client_module = importlib.import_module(f"ml_connector_{name}.client")
+    emulator = emulator_module.create_emulator(EmulatorOptions())
+
+    async def scenario() -> list[int]:
+        client = _sink_client(emulator, client_module)
+        open_sessions = []
+        for _ in range(2):  # as a second authenticate on one connection does
+            await client.sign_in()
+            open_sessions.append(len(emulator.sessions))
+        emulator.expire_sessions()
+        await client.organization()  # signs in again after expiry
+        open_sessions.append(len(emulator.sessions))
+        await client.close()
+        open_sessions.append(len(emulator.sessions))
+        return open_sessions
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 from datetime import date
 from decimal import Decimal
@@ -9,7 +10,7 @@ from decimal import Decimal
 import httpx
 import pluggy
 import pytest
-from plugins.epicor.tests.helpers import Chart, context, emulator, read_all, window
+from plugins.epicor.tests.helpers import Chart, Recording, context, emulator, read_all, window
 
 from ml_connector import hookspecs
 from ml_connector.emulation import FaultAction
@@ -17,7 +18,9 @@ from ml_connector.errors import (
     AuthenticationError,
     ConfigurationError,
     ConflictError,
+    InvalidRecordError,
     TransientError,
+    UpstreamError,
 )
 from ml_connector.models import Payable, PaymentPosting
 from ml_connector_epicor import PLUGIN_INFO, plugin
@@ -78,6 +81,9 @@ async def test_a_payment_is_entered_through_the_documented_sequence_and_posted()
     assert calls[:2] == ["PaymentEntries", "Vendors"]  # looked up first
     group = payment_group_id("stp01ABCDEFGHIJ", *_key(payable))
     assert calls[2:] == [c.format(group=group) for c in PAYMENT_CALLS]
+    # SNO's APPaymentPostSvc: GetNewParameters is a GET, RunDirect a POST of its tableset
+    verbs = {r.path.rsplit("/", 1)[-1]: r.method for r in emu.log.records}
+    assert (verbs["GetNewParameters"], verbs["RunDirect"]) == ("GET", "POST")
     ((check, tran),) = emu.books.payments_against(_key(payable))
     assert check["HeadNum"] == int(result.source_id)
     assert check["XRefCheckNum"] == "stp01ABCDEFGHIJ"
@@ -101,6 +107,74 @@ async def test_the_same_bill_payment_twice_is_one_payment() -> None:
     assert first.source_id == second.source_id == again.source_id
     assert len(emu.books.payments_against(_key(payable))) == 1
     assert emu.books.invoices[_key(payable)].head["DocInvoiceBal"] == Decimal("0.00")
+
+
+async def test_run_direct_gets_the_process_row_with_the_group() -> None:
+    emu = emulator()
+    _, (payable,) = await _payables(emu, "250.00")
+    recording = Recording(emu.transport())
+    await plugin.record_payment(context(emu, transport=recording), _posting(payable))
+    (run,) = [r for r in recording.v2() if r.url.path.endswith("/RunDirect")]
+    ds = json.loads(run.content)["ds"]
+    assert set(ds) == {"APPaymentPostProcess", "ExtensionTables"}
+    (row,) = ds["APPaymentPostProcess"]
+    assert row["GroupID"] == payment_group_id("stp01ABCDEFGHIJ", *_key(payable))
+    assert row["RowMod"] == "A"  # a new process row stays new (the §5 convention)
+
+
+async def _old_post_group(self: EpicorClient, group: str, record: tuple[str, str]) -> None:
+    """What the client did before issue #17: POST GetNewParameters, an APPaymentPostParam row."""
+    data = await self.call("Erp.PROC.APPaymentPostSvc", "GetNewParameters", {}, record)
+    ds = data.get("returnObj") or {"APPaymentPostParam": [{"GroupID": "", "RowMod": "A"}]}
+    ds["APPaymentPostParam"][-1].update({"GroupID": group, "RowMod": "U"})
+    await self.call("Erp.PROC.APPaymentPostSvc", "RunDirect", {"ds": ds}, record)
+
+
+async def _old_run_direct(self: EpicorClient, group: str, record: tuple[str, str]) -> None:
+    """Half the old calls: the parameters read right, sent back under the old table name."""
+    await self.get_method("Erp.PROC.APPaymentPostSvc", "GetNewParameters", record)
+    ds = {"APPaymentPostParam": [{"GroupID": group, "RowMod": "U"}]}
+    await self.call("Erp.PROC.APPaymentPostSvc", "RunDirect", {"ds": ds}, record)
+
+
+@pytest.mark.parametrize(
+    ("old", "refusal"),
+    [(_old_post_group, UpstreamError), (_old_run_direct, InvalidRecordError)],
+)
+async def test_a_payment_the_old_posting_left_unposted_is_found_and_posted_once(
+    monkeypatch: pytest.MonkeyPatch, old: object, refusal: type[Exception]
+) -> None:
+    """The old calls are refused (405 on a POST to GetNewParameters; 400 on a RunDirect without
+    APPaymentPostProcess), after the payment was saved: the next attempt finds it, unfinished,
+    and posts it instead of entering a second one."""
+    emu = emulator()
+    _, (payable,) = await _payables(emu, "95.00")
+    with monkeypatch.context() as patch:
+        patch.setattr(EpicorClient, "_post_group", old)
+        with pytest.raises(refusal) as caught:
+            await plugin.record_payment(context(emu), _posting(payable))
+    if refusal is InvalidRecordError:
+        assert caught.value.field == "APPaymentPostProcess.GroupID"  # type: ignore[attr-defined]
+    else:
+        assert caught.value.status == 405  # type: ignore[attr-defined]
+    ((check, tran),) = emu.books.payments_against(_key(payable))
+    assert check["Posted"] is False
+    assert check["GroupID"] in emu.books.groups
+    ctx = context(emu)  # the next run, with this client
+    found = await plugin.find_payment(ctx, _posting(payable))
+    assert found is not None
+    assert (found.source_id, found.already_recorded, found.finished) == (
+        str(check["HeadNum"]), True, False,
+    )  # fmt: skip
+    assert check["Posted"] is False, "a look posts nothing"
+    done = await plugin.record_payment(ctx, _posting(payable))
+    assert (done.source_id, done.already_recorded) == (str(check["HeadNum"]), True)
+    ((check, tran),) = emu.books.payments_against(_key(payable))
+    assert check["Posted"] is tran["Posted"] is True
+    assert emu.books.invoices[_key(payable)].head["DocInvoiceBal"] == Decimal("0.00")
+    after = await plugin.find_payment(ctx, _posting(payable))
+    assert after is not None
+    assert after.finished is True
 
 
 async def test_a_response_lost_after_update_is_not_entered_twice() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -98,7 +99,8 @@ async def test_the_change_date_filter_reaches_back_by_the_overlap(
     expected = (since - timedelta(hours=overlap)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
     assert query["$filter"] == [f"Posted eq true and ChangeDate ge {expected}Z"]
     assert query["$orderby"] == ["ChangeDate desc,VendorNum,InvoiceNum"]
-    assert query["$expand"] == ["APInvDtls,APInvExps"]
+    # the distribution is a navigation of each line (OData v4 nested expand), not of the header
+    assert query["$expand"] == ["APInvDtls($expand=APInvExps)"]
 
 
 async def test_a_500_on_odata_falls_back_to_getrows_and_stays_there() -> None:
@@ -230,8 +232,10 @@ async def test_invoices_that_cannot_be_payables_are_rejected_naming_the_field() 
     good = chart.invoice("10.00")
     no_lines = chart.invoice("11.00")
     emu.books.invoices[no_lines].expenses.clear()
-    no_account = chart.invoice("12.00")
-    emu.books.invoices[no_account].expenses[0]["GLAccount"] = ""
+    no_account = emu.books.add_invoice(chart.acme, "NOACCT-1", [
+        (Decimal("6.00"), chart.office, "a"), (Decimal("6.00"), chart.office, "b", chart.repairs),
+    ])  # fmt: skip
+    emu.books.invoices[no_account].expenses[2]["GLAccount"] = ""  # line 2, second split
     mismatch = chart.invoice("13.00")
     emu.books.invoices[mismatch].head["DocInvoiceAmt"] = Decimal("13.01")
     taxed = emu.books.add_invoice(chart.acme, "TAXED-1", [(Decimal(5), chart.office, "x")],
@@ -243,8 +247,8 @@ async def test_invoices_that_cannot_be_payables_are_rejected_naming_the_field() 
     rejected = {r.record_id: r for page in pages for r in page.rejected}
     assert _ids(items) == [Chart.source_id(good)]
     expected = {
-        no_lines: "APInvExps",
-        no_account: "APInvExps.0.GLAccount",
+        no_lines: "APInvDtls.APInvExps",
+        no_account: "APInvDtls.1.APInvExps.1.GLAccount",
         mismatch: "DocInvoiceAmt",
         taxed: "DocTaxAmt",
         far: "Vendor.Country",
@@ -274,7 +278,9 @@ async def test_get_payable_reads_any_status_and_names_bad_records() -> None:
     assert await plugin.get_payable(ctx, "not-an-epicor-id") is None
     with pytest.raises(InvalidRecordError) as caught:
         await plugin.get_payable(ctx, Chart.source_id(broken))
-    assert (caught.value.record_id, caught.value.field) == (Chart.source_id(broken), "APInvExps")
+    assert (caught.value.record_id, caught.value.field) == (
+        Chart.source_id(broken), "APInvDtls.APInvExps",
+    )  # fmt: skip
     emu.set_odata_500(1.0)
     again = await plugin.get_payable(ctx, Chart.source_id(odd))
     assert again == quoted
@@ -327,3 +333,83 @@ async def test_a_page_is_converted_with_the_event_loop_running_in_between(
         await plugin.list_changed_payables(ctx, window(emu), None)
     assert len(turns_at_row) == 30
     assert len(set(turns_at_row)) >= 30 // 8
+
+
+async def test_getrows_returns_the_distribution_flat_and_it_is_joined_to_its_line() -> None:
+    emu = emulator()
+    chart = Chart(emu)
+    emu.books.add_invoice(chart.acme, "SPLIT-7", [
+        (Decimal("90.00"), chart.office, "Toner", chart.repairs),
+        (Decimal("30.00"), chart.office, "Paper", chart.freight),
+        (Decimal("12.50"), chart.freight, "Freight"),
+    ])  # fmt: skip
+    chart.invoice("20.00")
+    by_odata, _ = await read_all(context(emu), window(emu))
+    emu.set_odata_500(1.0)
+    recording = Recording(emu.transport())
+    by_getrows, _ = await read_all(context(emu, transport=recording), window(emu))
+    assert by_getrows == by_odata
+    split = next(p for p in by_getrows if p.invoice_number == "SPLIT-7")
+    assert [(li.line_id, li.amount, li.account_id) for li in split.lines] == [
+        ("1.1", Decimal("60.00"), chart.office),
+        ("1.2", Decimal("30.00"), chart.repairs),
+        ("2.1", Decimal("20.00"), chart.office),
+        ("2.2", Decimal("10.00"), chart.freight),
+        ("3.1", Decimal("12.50"), chart.freight),
+    ]
+    (call,) = [r for r in recording.v2() if r.url.path.endswith("APInvoiceSvc/GetRows")][:1]
+    sent = json.loads(call.content)
+    assert sent["whereClauseAPInvDtl"] == sent["whereClauseAPInvExp"] == ""
+    assert sent["whereClauseAPIHAPInvExp"] == "1=0"
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("InvoiceNum", None), ("InvoiceNum", "  "), ("VendorNum", None), ("VendorNum", 0),
+     ("InvoiceNum", "absent"), ("VendorNum", "absent")],
+)  # fmt: skip
+async def test_an_invoice_without_a_key_is_rejected_naming_it_and_the_page_goes_on(
+    column: str, value: object
+) -> None:
+    emu = emulator()
+    chart = Chart(emu)
+    good = {chart.invoice("10.00"), chart.invoice("11.00")}
+    broken = chart.invoice("12.00")
+    head = emu.books.invoices[broken].head
+    if value == "absent":
+        del head[column]
+    else:
+        head[column] = value
+    items, pages = await read_all(context(emu, page_size=2), window(emu))
+    assert sorted(_ids(items)) == sorted(Chart.source_id(k) for k in good)
+    (rejected,) = [r for page in pages for r in page.rejected]
+    assert rejected.field == column
+    assert f"has no {column}, a key of APInvHed" in rejected.reason
+    assert rejected.record_id is not None
+    assert head["SysRowID"] in rejected.record_id
+    kept = str(broken[0]) if column == "InvoiceNum" else broken[1]
+    assert kept in rejected.record_id  # the key part it has names it too
+    assert rejected.modified_at is not None
+
+
+async def test_a_vendor_on_payment_hold_is_not_synced_and_its_bills_say_why() -> None:
+    emu = emulator()
+    chart = Chart(emu)
+    held = {chart.invoice("10.00", vendor=chart.maple), chart.invoice("11.00", vendor=chart.maple)}
+    ready = chart.invoice("12.00")
+    emu.books.vendors[chart.maple]["PayHold"] = True
+    ctx = context(emu)
+    items, pages = await read_all(ctx, window(emu))
+    assert _ids(items) == [Chart.source_id(ready)]
+    rejected = {r.record_id: r for page in pages for r in page.rejected}
+    assert set(rejected) == {Chart.source_id(k) for k in held}
+    for record in rejected.values():
+        assert record.field == "Vendor.PayHold"
+        assert record.reason.startswith("vendor MAPLETL is on payment hold in Epicor")
+    with pytest.raises(InvalidRecordError) as caught:  # a retry while held fails the same way
+        await plugin.get_payable(ctx, Chart.source_id(sorted(held)[0]))
+    assert caught.value.field == "Vendor.PayHold"
+    emu.books.vendors[chart.maple]["PayHold"] = False  # the hold is lifted: a retry moves it
+    lifted = await plugin.get_payable(context(emu), Chart.source_id(sorted(held)[0]))
+    assert lifted is not None
+    assert lifted.vendor.source_id == str(chart.maple)

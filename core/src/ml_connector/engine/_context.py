@@ -127,7 +127,9 @@ class RunContext:
 
         Throttling means the system refused the request, so it is retried as it is. A transient
         error may hide a create that did happen (the response was lost), so before trying again
-        the record is looked up with ``find``, and found records are returned instead.
+        the record is looked up with ``find``, and found records are returned instead, unless
+        the plugin says the record is not finished (``RecordedPayment.finished``): then the
+        create is tried again, and the plugin finishes what it finds.
 
         Raises:
             UndecidedWriteError: The look-up failed too: trying the create again could make a
@@ -145,7 +147,9 @@ class RunContext:
                     raise UndecidedWriteError(
                         f"the create may have happened ({lost}) and looking it up failed ({exc})"
                     ) from exc
-                if found is not None:
+                # A record found but not finished (a payment saved and not yet posted) is not
+                # done: trying again lets the plugin finish it, never create a second one.
+                if found is not None and getattr(found, "finished", True):
                     return found
                 raise
 

@@ -109,6 +109,8 @@ class Books:
         self.rng = rng
         self.vendors: dict[int, Row] = {}
         self.accounts: dict[str, Row] = {}
+        #: ``COASegValues`` by (COACode, SegmentNbr, SegmentCode).
+        self.segment_values: dict[tuple[str, int, str], Row] = {}
         self.invoices: dict[tuple[int, str], Invoice] = {}
         self.checks: dict[int, Check] = {}
         self.groups: dict[str, Row] = {}
@@ -169,19 +171,55 @@ class Books:
         return number
 
     def add_account(
-        self, natural: str, segment: str, description: str, *, active: bool = True
+        self,
+        natural: str,
+        segment: str,
+        description: str,
+        *more: str,
+        active: bool = True,
     ) -> str:
-        """Add a GL account ``natural|segment``; returns its ``GLAccount1``."""
-        key = f"{natural}|{segment}"
-        self.accounts[key] = {
+        """Add a GL account ``natural|segment[|more…]``; returns its ``GLAccount1``.
+
+        Segment values go in ``SegValue1``.. (the natural account first); the unused segments
+        of the 20 are blank, as Kinetic serves them.
+        """
+        values = [natural, segment, *more]
+        key = "|".join(values)
+        row: Row = {
             "Company": self.company,
             "COACode": "MAINBOOK",
             "GLAccount1": key,
             "AccountDesc": description,
-            "SegValue1": natural,
-            "SegValue2": segment,
-            "Active": active,
-            "GLAcctDispGLAcctDisp": f"{natural}-{segment}",
+        }
+        row.update({f"SegValue{n}": "" for n in range(1, 21)})
+        row.update({f"SegValue{n}": v for n, v in enumerate(values, start=1)})
+        row.update(
+            {
+                "Active": active,
+                "GLAcctDispGLAcctDisp": "-".join(values),
+                "SysRevID": 1,
+                "SysRowID": self.guid(),
+            }
+        )
+        self.accounts[key] = row
+        return key
+
+    def add_segment_value(
+        self, number: int, code: str, name: str, *, coa: str = "MAINBOOK", active: bool = True
+    ) -> tuple[str, int, str]:
+        """Add a value of chart segment ``number`` (``COASegValues``); returns its key."""
+        key = (coa, number, code)
+        self.segment_values[key] = {
+            "Company": self.company,
+            "COACode": coa,
+            "SegmentNbr": number,
+            "SegmentCode": code,
+            "SegmentName": name,
+            "SegmentDesc": name,
+            "SegmentAbbrev": name[:10],
+            "ActiveFlag": active,
+            "Category": "",
+            "NormalBalance": "D" if number == 1 else "",
             "SysRevID": 1,
             "SysRowID": self.guid(),
         }
@@ -337,10 +375,29 @@ class Books:
         """Every ``APInvHed`` row."""
         return [i.head for i in self.invoices.values()]
 
+    def _invoice_of(self, row: Row) -> Invoice | None:
+        number, invoice_num = row.get("VendorNum"), row.get("InvoiceNum")
+        if isinstance(number, int) and isinstance(invoice_num, str):
+            invoice = self.invoices.get((number, invoice_num))
+            if invoice is not None:
+                return invoice
+        # A header a test broke (a key column blanked): found by its SysRowID.
+        row_id = row.get("SysRowID")
+        return next((i for i in self.invoices.values() if i.head.get("SysRowID") == row_id), None)
+
     def invoice_children(self, row: Row, table: str) -> list[Row]:
         """The ``APInvDtl`` or ``APInvExp`` rows of an ``APInvHed`` row."""
-        invoice = self.invoices[(row["VendorNum"], row["InvoiceNum"])]
+        invoice = self._invoice_of(row)
+        if invoice is None:
+            return []
         return invoice.lines if table == "APInvDtl" else invoice.expenses
+
+    def line_expenses(self, line: Row) -> list[Row]:
+        """The ``APInvExp`` rows of an ``APInvDtl`` row: its GL distribution."""
+        invoice = self._invoice_of(line)
+        if invoice is None:
+            return []
+        return [e for e in invoice.expenses if e["InvoiceLine"] == line.get("InvoiceLine")]
 
     def check_heads(self) -> list[Row]:
         """Every ``CheckHed`` row."""
@@ -632,7 +689,7 @@ class Books:
         """Post every payment of the group: balances down, ``Posted`` set, group removed."""
         if group_id not in self.groups:
             raise BusinessError(
-                f"Payment group {group_id} not found.", "APPaymentPostParam", "GroupID"
+                f"Payment group {group_id} not found.", "APPaymentPostProcess", "GroupID"
             )
         checks = [
             c

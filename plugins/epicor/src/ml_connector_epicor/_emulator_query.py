@@ -1,7 +1,8 @@
 """The query languages the Epicor emulator understands, written apart from the client's renderer.
 
 - OData v4 ``$filter`` (``eq ne gt ge lt le``, ``and``, ``or``, ``not``, parentheses; string,
-  number, boolean, ``null`` and date-time literals) and ``$orderby`` (epicor.md §4);
+  number, boolean, ``null`` and date-time literals), ``$orderby`` (epicor.md §4) and ``$expand``
+  with nested options (``APInvDtls($expand=APInvExps;$select=…)``, OData v4);
 - ``GetRows`` where clauses (``= <> != > >= < <=``, ``AND``/``OR``/``NOT``, parentheses, quoted
   strings, numbers, ``true``/``false``/``yes``/``no``, a trailing ``BY col [DESCENDING], …``),
   as Kinetic's business objects take them (UNCONFIRMED in detail, epicor.md §4 and §8).
@@ -13,14 +14,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 __all__ = [
+    "ExpandItem",
     "Predicate",
     "QuerySyntaxError",
     "compare",
+    "parse_expand",
     "parse_filter",
     "parse_orderby",
     "parse_where",
@@ -319,3 +323,75 @@ def sort_rows(rows: Iterable[R], order: list[tuple[str, bool]]) -> list[R]:
             reverse=descending,
         )
     return result
+
+
+# --- $expand ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpandItem:
+    """One item of an OData v4 ``$expand``: a path and its own ``$select`` and ``$expand``.
+
+    ``path`` has one segment in v4 form (``APInvDtls($expand=APInvExps)``); more than one is the
+    v3 path form (``APInvDtls/APInvExps``), which the caller refuses when it crosses navigations.
+    """
+
+    path: tuple[str, ...]
+    select: tuple[str, ...] | None = None
+    expand: tuple[ExpandItem, ...] = ()
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """``text`` split at ``sep`` outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for pos, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise QuerySyntaxError(f"')' without '(' at position {pos} in '{text}'")
+        elif char == sep and depth == 0:
+            parts.append(text[start:pos])
+            start = pos + 1
+    if depth:
+        raise QuerySyntaxError(f"')' expected at the end of '{text}'")
+    parts.append(text[start:])
+    return parts
+
+
+def parse_expand(text: str) -> tuple[ExpandItem, ...]:
+    """Parse an OData v4 ``$expand``: comma-separated items, each ``Path`` or ``Path(options)``.
+
+    Options inside the parentheses are ``;``-separated; ``$select`` and ``$expand`` are served
+    (the emulator's choice: the others, ``$filter`` and so on, are refused as unsupported here).
+    """
+    items = []
+    for part in _split_top(text, ","):
+        raw = part.strip()
+        match = _NAME.match(raw)
+        if match is None:
+            raise QuerySyntaxError(f"Syntax error: character '{raw[:1]}' is not valid in $expand")
+        path, rest = tuple(match.group(0).split("/")), raw[match.end() :].strip()
+        select: tuple[str, ...] | None = None
+        nested: tuple[ExpandItem, ...] = ()
+        if rest:
+            if not (rest.startswith("(") and rest.endswith(")")):
+                raise QuerySyntaxError(f"Syntax error at '{rest}' in $expand")
+            for option in _split_top(rest[1:-1], ";"):
+                name, equals, value = option.strip().partition("=")
+                if not equals or not value.strip():
+                    raise QuerySyntaxError(f"Syntax error at '{option.strip()}' in $expand")
+                if name == "$select":
+                    select = tuple(c.strip() for c in value.split(","))
+                elif name == "$expand":
+                    nested = parse_expand(value)
+                else:
+                    raise QuerySyntaxError(
+                        f"The query option '{name}' inside $expand is not supported here"
+                    )
+        items.append(ExpandItem(path, select, nested))
+    return tuple(items)

@@ -71,6 +71,12 @@ class Seeded:
 
 
 def _accounts(books: Books) -> list[str]:
+    # The chart's segment values (COASegValues): natural accounts (1), departments (2).
+    for natural, name in [*ACCOUNTS, ("2000", "Accounts Payable"), ("8800", "Obsolete")]:
+        books.add_segment_value(1, natural, name)
+    books.add_segment_value(2, "00", "Company-wide")
+    for dept, dept_name in DEPARTMENTS:
+        books.add_segment_value(2, dept, dept_name)
     keys = []
     for natural, name in ACCOUNTS:
         if natural == "6900":

@@ -13,14 +13,17 @@ What it takes care of, so :mod:`ml_connector_epicor.plugin` only translates reco
   ``access_denied``. None of them is retried.
 - **Reads**: OData ``$filter``/``$select``/``$expand``/``$orderby``/``$top``/``$skip``, paged until
   a page comes back empty (the server's row cap is admin-configurable, §4), following the same
-  query if ``@odata.nextLink`` appears. A 500 on a direct OData read, which some services are
-  known to answer (§4), switches that service to its ``GetRows`` method for the rest of the
-  client's life. A 400 ``ODataException`` on a date filter switches to the OData v3 literal (§8).
+  query if ``@odata.nextLink`` appears. v2 is OData v4, so children of children are expanded
+  nested: ``$expand=APInvDtls($expand=APInvExps)`` (the line distribution; §5, CORRECTED).
+  A 500 on a direct OData read, which some services are known to answer (§4), switches that
+  service to its ``GetRows`` method for the rest of the client's life. A 400 ``ODataException``
+  on a date filter switches to the OData v3 literal (§8).
 - **Errors**: Kinetic's body (``HttpStatus``, ``ReasonPhrase``, ``ErrorMessage``, ``ErrorType``,
   ``ErrorDetails``, ``CorrelationId``) and the other shapes of §3 become :mod:`ml_connector.errors`
   naming the record; the correlation id is kept (attribute and message, so it reaches the audit).
 - **Payments**: the Payment Entry method sequence of §5, looked up first so a BILL payment is
-  never entered twice for one invoice.
+  never entered twice for one invoice; the group posted with ``GET GetNewParameters`` and
+  ``RunDirect`` of its ``APPaymentPostProcess`` row (§5, CORRECTED).
 
 Messages never carry secrets: Kinetic echoes a refused API key in its message ("Invalid API Key
 <key>"), so every server text is scrubbed of the key, password, client secret and tokens.
@@ -60,6 +63,7 @@ from ml_connector_epicor.schemas import (
     AP_INVOICE_SVC,
     AP_PAYMENT_POST_SVC,
     CHECK_GROUP_SVC,
+    COA_SEGMENT_SVC,
     GETROWS_TABLES,
     GL_ACCOUNT_SVC,
     PAYMENT_ENTRY_SVC,
@@ -71,6 +75,7 @@ from ml_connector_epicor.schemas import (
     loads,
     parse_error_body,
     parse_token_answer,
+    segment_values,
 )
 
 if TYPE_CHECKING:
@@ -106,18 +111,29 @@ _INVOICE_FIELDS = (
     "Company", "VendorNum", "InvoiceNum", "VendorNumVendorID", "VendorNumName", "GroupID",
     "InvoiceDate", "DueDate", "CurrencyCode", "DocInvoiceAmt", "DocTaxAmt", "InvoiceBal",
     "DocInvoiceBal", "Posted", "OpenPayable", "InvoiceHeld", "HoldInvoice", "PayHold",
-    "DebitMemo", "Description", "InvoiceComment", "ChangeDate", "SysRevID",
+    "DebitMemo", "Description", "InvoiceComment", "ChangeDate", "SysRevID", "SysRowID",
 )  # fmt: skip
 _VENDOR_FIELDS = (
     "VendorNum", "VendorID", "Name", "Inactive", "Address1", "Address2", "Address3", "City",
-    "State", "ZIP", "Country", "EMailAddress", "PhoneNum", "CurrencyCode",
+    "State", "ZIP", "Country", "EMailAddress", "PhoneNum", "CurrencyCode", "PayHold",
 )  # fmt: skip
 _GL_FIELDS = ("COACode", "GLAccount1", "AccountDesc", "SegValue1", "Active")
+_SEGMENT_FIELDS = (
+    "COACode", "SegmentNbr", "SegmentCode", "SegmentName", "SegmentDesc", "SegmentAbbrev",
+    "ActiveFlag",
+)  # fmt: skip
 
-#: Expanded child sets and the ``GetRows`` table each comes from, with its join columns.
+#: The line-level GL distribution: a navigation of each line, not of the header (SNO's
+#: APInvoiceSvc: ``APInvDtls(…)/APInvExps``; epicor.md §5, CORRECTED), so it is read with an
+#: OData v4 nested expand, ``$expand=APInvDtls($expand=APInvExps)``.
+INVOICE_EXPAND = ("APInvDtls", "APInvDtls/APInvExps")
+
+#: Expanded navigation paths (``parent/child``) and the ``GetRows`` table each comes from, with
+#: the columns that join a row of it to its parent. ``GetRows`` answers flat tables (every
+#: ``APInvExp`` row of the page's invoices in one table), which are nested back here.
 _CHILD_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "APInvDtls": ("APInvDtl", ("VendorNum", "InvoiceNum")),
-    "APInvExps": ("APInvExp", ("VendorNum", "InvoiceNum")),
+    "APInvDtls/APInvExps": ("APInvExp", ("VendorNum", "InvoiceNum", "InvoiceLine")),
     "APTrans": ("APTran", ("HeadNum",)),
 }
 
@@ -127,6 +143,26 @@ _API_KEY_ECHO = re.compile(r"(Invalid API Key)\s+\S+?(\.(\s|$)|\s|$)", re.IGNORE
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def expand_option(paths: Iterable[str]) -> str:
+    """OData v4 ``$expand`` for navigation paths: ``("A", "A/B", "C")`` -> ``A($expand=B),C``.
+
+    v4 nests each level in parentheses; the v3 path form (``A/B``) is refused by a v4 server
+    for a path through two navigations.
+    """
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for name in path.split("/"):
+            node = node.setdefault(name, {})
+
+    def render(node: dict[str, Any]) -> str:
+        return ",".join(
+            f"{name}($expand={render(sub)})" if sub else name for name, sub in node.items()
+        )
+
+    return render(tree)
 
 
 def payment_group_id(payment_id: str, vendor_num: int, invoice_num: str) -> str:
@@ -172,7 +208,8 @@ class Query:
         table: The dataset table ``GetRows`` returns the rows in, e.g. ``APInvHed``.
         where: Clauses joined by ``and``.
         select: Columns to return (OData only; ``GetRows`` returns every column).
-        expand: Child collections to return with each row.
+        expand: Child collections to return with each row, as navigation paths
+            (``"APInvDtls/APInvExps"``: each line's own children; list the parent too).
         order: ``(column, descending)`` pairs.
     """
 
@@ -260,6 +297,8 @@ class EpicorClient:
         self._getrows_services: set[str] = set()
         self._date_style = "v4"
         self._vendors: dict[int, dict[str, Any]] = {}
+        self._segments: dict[str, dict[int, str]] | None = None
+        self._segments_missing: set[str] = set()
         self.identity = Identity(principal=self._principal())
 
     # --- Identity --------------------------------------------------------------------------------
@@ -621,7 +660,7 @@ class EpicorClient:
         if query.select:
             params["$select"] = ",".join(query.select)
         if query.expand:
-            params["$expand"] = ",".join(query.expand)
+            params["$expand"] = expand_option(query.expand)
         if query.order:
             params["$orderby"] = ",".join(f"{f} desc" if d else f for f, d in query.order)
         return params
@@ -669,7 +708,7 @@ class EpicorClient:
         self, query: Query, page: int, record: Record | None, size: int | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
         tables = GETROWS_TABLES.get(query.service, (query.table,))
-        children = {_CHILD_TABLES[name][0]: name for name in query.expand}
+        children = {_CHILD_TABLES[path][0]: path for path in query.expand}
         params: dict[str, Any] = {
             f"whereClause{t}": self._where_clause(query)
             if t == query.table
@@ -687,11 +726,7 @@ class EpicorClient:
                 system=SYSTEM,
             )
         rows = [dict(r) for r in dataset.get(query.table) or [] if isinstance(r, dict)]
-        for table, name in children.items():
-            keys = _CHILD_TABLES[name][1]
-            kids = [r for r in dataset.get(table) or [] if isinstance(r, dict)]
-            for row in rows:
-                row[name] = [k for k in kids if all(k.get(c) == row.get(c) for c in keys)]
+        _nest(rows, "", query.expand, dataset)
         parameters = data.get("parameters")
         more = parameters.get("morePages") if isinstance(parameters, dict) else None
         # UNCONFIRMED (§8): morePages may be absent; then read on until a page is empty.
@@ -761,7 +796,7 @@ class EpicorClient:
             if query.select:
                 params["$select"] = ",".join(query.select)
             if query.expand:
-                params["$expand"] = ",".join(query.expand)
+                params["$expand"] = expand_option(query.expand)
             try:
                 data = await self._request("GET", path, record=record, params=params)
             except NotFoundError:
@@ -789,6 +824,18 @@ class EpicorClient:
         data = await self._request(
             "POST", f"{self._prefix}{service}/{method}", record=record, body=params
         )
+        if not isinstance(data, dict):
+            raise UpstreamError(
+                f"{_where(record)}{method}: the answer is not an object", system=SYSTEM
+            )
+        return data
+
+    async def get_method(self, service: str, method: str, record: Record | None) -> dict[str, Any]:
+        """Call a business-object method that takes no parameter: a ``GET``.
+
+        SNO lists such methods (``GetNewParameters``) as GET only; Kinetic refuses a POST.
+        """
+        data = await self._request("GET", f"{self._prefix}{service}/{method}", record=record)
         if not isinstance(data, dict):
             raise UpstreamError(
                 f"{_where(record)}{method}: the answer is not an object", system=SYSTEM
@@ -831,7 +878,7 @@ class EpicorClient:
             "APInvHed",
             tuple(where),
             _INVOICE_FIELDS,
-            ("APInvDtls", "APInvExps"),
+            INVOICE_EXPAND,
             (("ChangeDate", True), ("VendorNum", False), ("InvoiceNum", False)),
         )
 
@@ -843,7 +890,7 @@ class EpicorClient:
             "APInvHed",
             (),
             _INVOICE_FIELDS,
-            ("APInvDtls", "APInvExps"),
+            INVOICE_EXPAND,
         )
         return await self.get_one(
             query,
@@ -876,18 +923,65 @@ class EpicorClient:
         return {n: self._vendors[n] for n in numbers if n in self._vendors}
 
     async def gl_accounts(self) -> list[dict[str, Any]]:
-        """Every GL account (of ``settings.coa_code`` if set), in key order."""
+        """Every GL account (of ``settings.coa_code`` if set), in key order.
+
+        With the segments of ``settings.segment_dimensions`` (``SegValueN``), which are kept for
+        :meth:`account_segments`.
+        """
         where = (Cond("COACode", "eq", self.settings.coa_code),) if self.settings.coa_code else ()
+        segments = tuple(f"SegValue{n}" for n in self.settings.segment_dimensions)
         query = Query(
             GL_ACCOUNT_SVC,
             "GLAccounts",
             "GLAccount",
             where,
-            _GL_FIELDS,
+            _GL_FIELDS + segments,
             (),
             (("COACode", False), ("GLAccount1", False)),
         )
-        return await self.read_all(query, ("account", None))
+        rows = await self.read_all(query, ("account", None))
+        self._segments = {
+            str(r["GLAccount1"]): segment_values(r) for r in rows if r.get("GLAccount1")
+        }
+        return rows
+
+    async def account_segments(self, account: str) -> dict[int, str] | None:
+        """The segment values of GL account ``account`` (a ``GLAccount1``), or ``None``.
+
+        From the chart read by :meth:`gl_accounts` (the run reads it first, for the account
+        mapping); read once more if the account is not in it, as one created since would not be.
+        """
+        if self._segments is None or (
+            account not in self._segments and account not in self._segments_missing
+        ):
+            await self.gl_accounts()
+            assert self._segments is not None
+            if account not in self._segments:
+                self._segments_missing.add(account)
+        return self._segments.get(account)
+
+    async def segment_values(self) -> list[dict[str, Any]]:
+        """The values of the chart segments that ``settings.segment_dimensions`` names.
+
+        ``COASegValues`` rows (``SegmentNbr``, ``SegmentCode``, ``SegmentName``, ``ActiveFlag``);
+        none when no segment is a dimension.
+        """
+        numbers = tuple(self.settings.segment_dimensions)
+        if not numbers:
+            return []
+        where: list[Cond | AnyOf] = [AnyOf(tuple(Cond("SegmentNbr", "eq", n) for n in numbers))]
+        if self.settings.coa_code:
+            where.append(Cond("COACode", "eq", self.settings.coa_code))
+        query = Query(
+            COA_SEGMENT_SVC,
+            "COASegValues",
+            "COASegValues",
+            tuple(where),
+            _SEGMENT_FIELDS,
+            (),
+            (("COACode", False), ("SegmentNbr", False), ("SegmentCode", False)),
+        )
+        return await self.read_all(query, ("segment value", None))
 
     async def first_invoice_probe(self) -> int:
         """The cheapest proof of access: at most one AP invoice row (``$top=1``)."""
@@ -1012,6 +1106,8 @@ class EpicorClient:
         if not isinstance(saved, int):
             raise UpstreamError(f"{_where(record)}Update returned no HeadNum", system=SYSTEM)
         if self.settings.post_payments:
+            # A failure from here on leaves the payment saved, not posted: the core's look-up
+            # finds it unfinished (find_payment) and record_payment posts it, never a second one.
             await self._post_group(group, record)
         return saved, False
 
@@ -1041,16 +1137,46 @@ class EpicorClient:
             )
 
     async def _post_group(self, group: str, record: Record) -> None:
-        data = await self.call(AP_PAYMENT_POST_SVC, "GetNewParameters", {}, record)
+        """Post the payment group: ``Erp.PROC.APPaymentPostSvc`` (epicor.md §5, CORRECTED).
+
+        ``GetNewParameters`` is a GET (it takes no parameter; SNO lists no POST for it) and
+        answers the ``APPaymentPostTableset``, whose one table is ``APPaymentPostProcess``; the
+        group goes in its row, and the tableset back to ``RunDirect`` as ``{"ds": …}``.
+        """
+        data = await self.get_method(AP_PAYMENT_POST_SVC, "GetNewParameters", record)
         ds = data.get("returnObj")
+        if isinstance(ds, list) and ds and isinstance(ds[0], dict):
+            ds = ds[0]  # SNO's schema types returnObj as a list of tablesets: take either
         parameters = data.get("parameters")
         if not isinstance(ds, dict) and isinstance(parameters, dict):
             ds = parameters.get("ds")
         if not isinstance(ds, dict):
             raise UpstreamError(f"{_where(record)}GetNewParameters: no dataset", system=SYSTEM)
-        row = _current_row(ds, "APPaymentPostParam", record)
-        row.update({"GroupID": group, "RowMod": "U"})
+        row = _current_row(ds, "APPaymentPostProcess", record)
+        row["GroupID"] = group
+        # §5 convention: a changed row says so; a new one ("A") stays new until it is saved.
+        if not row.get("RowMod"):
+            row["RowMod"] = "U"
         await self.call(AP_PAYMENT_POST_SVC, "RunDirect", {"ds": ds}, record)
+
+
+def _nest(
+    parents: list[dict[str, Any]], prefix: str, paths: Sequence[str], dataset: dict[str, Any]
+) -> None:
+    """Hang ``GetRows``' flat child tables under their parents, as the OData expand nests them.
+
+    ``paths`` are the query's navigation paths; those one level below ``prefix`` are joined to
+    ``parents`` on their key columns, then their own children to them.
+    """
+    for path in paths:
+        parent, _, name = path.rpartition("/")
+        if parent != prefix.rstrip("/"):
+            continue
+        table, keys = _CHILD_TABLES[path]
+        kids = [dict(r) for r in dataset.get(table) or [] if isinstance(r, dict)]
+        for row in parents:
+            row[name] = [k for k in kids if all(k.get(c) == row.get(c) for c in keys)]
+        _nest([k for row in parents for k in row[name]], path + "/", paths, dataset)
 
 
 def _current_row(ds: dict[str, Any], table: str, record: Record) -> dict[str, Any]:

@@ -13,12 +13,21 @@ Served as ``ml-connector emulate epicor``; tests use it in process through
 - **OData** (§4, §7): ``$filter``, ``$select``, ``$expand``, ``$orderby``, ``$top``, ``$skip``
   (case-sensitive: ``$Filter`` is ignored), ``{"value": […]}`` with ``@odata.context``, a row cap
   of 100, ``/$count`` as plain text; switchable, seeded 500s on direct reads of the services
-  known for them, whose ``GetRows`` method keeps working.
+  known for them, whose ``GetRows`` method keeps working (flat tables, every table's rows).
+- **Navigations** as SNO's schema lists them: ``$expand`` is OData v4 (``APInvDtls($expand=
+  APInvExps;$select=…)``); the AP distribution is a child of the *line*, so ``$expand=APInvExps``
+  on ``APInvoices`` is a 400 ``ODataException`` "Could not find a property named 'APInvExps' on
+  type 'Erp.Tablesets.APInvHedRow'.", as is any unknown navigation and the v3 path form
+  ``APInvDtls/APInvExps``. Real navigations the emulator keeps no rows for expand empty.
 - **Errors** (§3): ``HttpStatus``/``ReasonPhrase``/``ErrorMessage``/``ErrorType``/
   ``ErrorDetails``/``CorrelationId``; business rules as 400 ``BusinessObjectException``.
 - **Payment entry** (§5): payment groups (create, lock, post), ``CreateNewCheckHed`` and the
   ``OnChange…`` methods over the dataset, ``Update``, and group posting through
-  ``Erp.PROC.APPaymentPostSvc``, which reduces the invoices' balances.
+  ``Erp.PROC.APPaymentPostSvc``, which reduces the invoices' balances: ``GetNewParameters`` is a
+  GET (a POST is a 405) answering the ``APPaymentPostTableset`` (``APPaymentPostProcess``);
+  ``RunDirect {ds}`` refuses a tableset without an ``APPaymentPostProcess`` row (400).
+- **Chart segments**: ``Erp.BO.COASegValuesSvc/COASegValues`` (segment values and their names)
+  beside GL accounts with ``SegValue1``..``SegValue20``.
 
 Options (``EmulatorOptions.extra``): ``invoices`` (posted invoices to seed, default 40),
 ``token_lifetime_seconds`` (3600), ``odata_500`` (share of direct OData reads of the 500-prone
@@ -47,7 +56,9 @@ from starlette.routing import Route
 from ml_connector.emulation import Emulator, EmulatorOptions, SessionStore
 from ml_connector_epicor._emulator_books import Books, BusinessError, DuplicateRecord, wire
 from ml_connector_epicor._emulator_query import (
+    ExpandItem,
     QuerySyntaxError,
+    parse_expand,
     parse_filter,
     parse_orderby,
     parse_where,
@@ -64,6 +75,7 @@ from ml_connector_epicor.schemas import (
     AP_INVOICE_SVC,
     AP_PAYMENT_POST_SVC,
     CHECK_GROUP_SVC,
+    COA_SEGMENT_SVC,
     GETROWS_TABLES,
     GL_ACCOUNT_SVC,
     PAYMENT_ENTRY_SVC,
@@ -152,6 +164,16 @@ _EMPTY_TABLE_COLUMNS = {
 }
 
 
+#: The verbs each method answers to; any other method is POST only. SNO (the v1 swagger of one
+#: SaaS instance) lists GetNewParameters (no parameter) as GET only, and GetRows as GET with
+#: its where clauses in the query string; the client posts GetRows (epicor.md §4), which the
+#: emulator keeps accepting (UNCONFIRMED either way for v2).
+_METHOD_VERBS: dict[str, frozenset[str]] = {
+    "GetNewParameters": frozenset({"GET"}),
+    "GetRows": frozenset({"GET", "POST"}),
+}
+
+
 def _seeded(seed: int) -> random.Random:
     return random.Random(seed)  # noqa: S311 - reproducible test data, not cryptography
 
@@ -163,9 +185,11 @@ def _seeded_columns() -> dict[str, frozenset[str]]:
     vendor = scratch.add_vendor("V", "Vendor")
     account = scratch.add_account("1000", "00", "Account")
     invoice = scratch.invoices[scratch.add_invoice(vendor, "I", [(Decimal(1), account, "x")])]
+    segment = scratch.add_segment_value(2, "00", "Segment")
     return {
         "Vendor": frozenset(scratch.vendors[vendor]),
         "GLAccount": frozenset(scratch.accounts[account]),
+        "COASegValues": frozenset(scratch.segment_values[segment]),
         "APInvHed": frozenset(invoice.head),
         "APInvDtl": frozenset(invoice.lines[0]),
         "APInvExp": frozenset(invoice.expenses[0]),
@@ -180,6 +204,49 @@ class _BadRequest(Exception):
     pass
 
 
+class _MethodNotAllowed(Exception):
+    def __init__(self, method: str, allowed: str) -> None:
+        super().__init__(f"The requested resource does not support http method '{method}'.")
+        self.allowed = allowed
+
+
+def _table_columns(table: str, rows: list[Row]) -> frozenset[str]:
+    found = set(_EMPTY_TABLE_COLUMNS.get(table, ()))
+    found.update(_seeded_columns().get(table, ()))
+    for row in rows:
+        found.update(row)
+    return frozenset(found)
+
+
+def _none(_: Row) -> list[Row]:
+    return []
+
+
+@dataclass
+class _Nav:
+    """A navigation property: a parent row's child rows, and the children's own navigations.
+
+    ``type_name`` is the child's entity type (``Erp.Tablesets.<Table>Row``, as SNO's schema
+    names them), which Kinetic's OData errors name.
+    """
+
+    table: str
+    rows: Callable[[Row], list[Row]] = _none
+    navs: dict[str, _Nav] = field(default_factory=dict)
+
+    @property
+    def type_name(self) -> str:
+        return f"Erp.Tablesets.{self.table}Row"
+
+
+def _unserved(*pairs: tuple[str, str]) -> dict[str, _Nav]:
+    """Navigations Kinetic has (SNO's schema) that the emulator keeps no rows for.
+
+    ``(navigation, table)`` pairs: they are valid in ``$expand`` and expand to nothing.
+    """
+    return {name: _Nav(table) for name, table in pairs}
+
+
 @dataclass
 class _EntitySet:
     bo: str
@@ -187,14 +254,14 @@ class _EntitySet:
     table: str
     keys: tuple[str, ...]
     rows: Callable[[], list[Row]]
-    children: dict[str, tuple[str, Callable[[Row], list[Row]]]] = field(default_factory=dict)
+    navs: dict[str, _Nav] = field(default_factory=dict)
+
+    @property
+    def type_name(self) -> str:
+        return f"Erp.Tablesets.{self.table}Row"
 
     def columns(self, rows: list[Row] | None = None) -> frozenset[str]:
-        found = set(_EMPTY_TABLE_COLUMNS.get(self.table, ()))
-        found.update(_seeded_columns().get(self.table, ()))
-        for row in rows if rows is not None else self.rows():
-            found.update(row)
-        return frozenset(found)
+        return _table_columns(self.table, rows if rows is not None else self.rows())
 
 
 def _split_entity(rest: str) -> tuple[str, list[Any] | None, str]:
@@ -514,11 +581,17 @@ class EpicorEmulator(Emulator):
             self._malformed -= 1
             return HTMLResponse("<html><body><h1>Sign in</h1></body></html>")
         try:
+            service, rest = params["service"], params["rest"]
+            if rest in self._methods.get(service, {}):
+                return await self._call_method(identity, service, rest, request)
             if request.method == "GET":
-                return self._odata_get(
-                    identity, params["service"], params["rest"], request.query_params
-                )
-            return await self._call_method(identity, params["service"], params["rest"], request)
+                return self._odata_get(identity, service, rest, request.query_params)
+            return await self._call_method(identity, service, rest, request)
+        except _MethodNotAllowed as exc:
+            # UNCONFIRMED: what Kinetic answers a method called with the other verb. SNO lists
+            # GetNewParameters as GET only (and RunDirect as POST only), and a POST to it is
+            # refused; the emulator answers as HTTP says (405 with Allow) in Kinetic's body.
+            return self._error(405, str(exc), _API, headers={"Allow": exc.allowed})
         except PermissionError as exc:
             return self._unauthorized(str(exc))
         except BusinessError as exc:
@@ -533,7 +606,24 @@ class EpicorEmulator(Emulator):
             return self._error(404, str(exc), _API)
 
     def _entity_sets(self) -> dict[str, _EntitySet]:
+        """The entity sets served, with their navigations as SNO's schema lists them.
+
+        The AP invoice's GL distribution is a navigation of the *line* (``APInvDtls(…)/
+        APInvExps``), not of the header: ``$expand=APInvExps`` on ``APInvoices`` is refused.
+        """
         books = self.books
+        lines = _Nav(
+            "APInvDtl",
+            lambda r: books.invoice_children(r, "APInvDtl"),
+            {
+                "APInvExps": _Nav("APInvExp", books.line_expenses),
+                **_unserved(
+                    ("APInvDtlDEASches", "APInvDtlDEASch"), ("APInvJobs", "APInvJob"),
+                    ("APInvMscs", "APInvMsc"), ("APInvPBs", "APInvPB"), ("APLnTaxes", "APLnTax"),
+                    ("APInvDtlTGLCs", "APInvDtlTGLC"), ("APInvDtlAttches", "APInvDtlAttch"),
+                ),
+            },
+        )  # fmt: skip
         return {
             AP_INVOICE_SVC: _EntitySet(
                 "Erp.BO.APInvoice",
@@ -542,8 +632,19 @@ class EpicorEmulator(Emulator):
                 ("Company", "VendorNum", "InvoiceNum"),
                 books.invoice_heads,
                 {
-                    "APInvDtls": ("APInvDtl", lambda r: books.invoice_children(r, "APInvDtl")),
-                    "APInvExps": ("APInvExp", lambda r: books.invoice_children(r, "APInvExp")),
+                    "APInvDtls": lines,
+                    **_unserved(
+                        ("APIHAPInvExps", "APIHAPInvExp"),
+                        ("APIHAPInvMscs", "APIHAPInvMsc"),
+                        ("APIHAPLnTaxes", "APIHAPLnTax"),
+                        ("APInvHedMscTaxes", "APInvHedMscTax"),
+                        ("APInvScheds", "APInvSched"),
+                        ("APInvTaxes", "APInvTax"),
+                        ("PESUNATDtls", "PESUNATDtl"),
+                        ("EntityGLCs", "EntityGLC"),
+                        ("PEAPInvTaxes", "PEAPInvTax"),
+                        ("APInvHedAttches", "APInvHedAttch"),
+                    ),
                 },
             ),
             VENDOR_SVC: _EntitySet(
@@ -552,6 +653,18 @@ class EpicorEmulator(Emulator):
                 "Vendor",
                 ("Company", "VendorNum"),
                 lambda: list(books.vendors.values()),
+                _unserved(
+                    ("VendBanks", "VendBank"),
+                    ("VendCntMains", "VendCntMain"),
+                    ("VendorPPs", "VendorPP"),
+                    ("VendRestrictions", "VendRestriction"),
+                    ("VendorAttches", "VendorAttch"),
+                    ("EntityGLCs", "EntityGLC"),
+                    ("TaxExempts", "TaxExempt"),
+                    ("PEVendWhldHists", "PEVendWhldHist"),
+                    ("VenMFBills", "VenMFBill"),
+                    ("VenUPSEmails", "VenUPSEmail"),
+                ),
             ),
             GL_ACCOUNT_SVC: _EntitySet(
                 "Erp.BO.GLAccount",
@@ -560,13 +673,32 @@ class EpicorEmulator(Emulator):
                 ("Company", "COACode", "GLAccount1"),
                 lambda: list(books.accounts.values()),
             ),
+            COA_SEGMENT_SVC: _EntitySet(
+                "Erp.BO.COASegValues",
+                "COASegValues",
+                "COASegValues",
+                ("Company", "COACode", "SegmentNbr", "SegmentCode"),
+                lambda: list(books.segment_values.values()),
+                _unserved(
+                    ("COASegAccts", "COASegAcct"),
+                    ("COASegOpts", "COASegOpt"),
+                    ("COASegRes", "COASegRes"),
+                ),
+            ),
             PAYMENT_ENTRY_SVC: _EntitySet(
                 "Erp.BO.PaymentEntry",
                 "PaymentEntries",
                 "CheckHed",
                 ("Company", "HeadNum"),
                 books.check_heads,
-                {"APTrans": ("APTran", books.check_trans)},
+                {
+                    "APTrans": _Nav("APTran", books.check_trans),
+                    **_unserved(
+                        ("BankTrans", "BankTran"),
+                        ("CheckHedAttches", "CheckHedAttch"),
+                        ("TaxDtls", "TaxDtl"),
+                    ),
+                },
             ),
             CHECK_GROUP_SVC: _EntitySet(
                 "Erp.BO.APChkGrp",
@@ -574,15 +706,56 @@ class EpicorEmulator(Emulator):
                 "APChkGrp",
                 ("Company", "GroupID"),
                 lambda: list(books.groups.values()),
+                _unserved(("APChkGrpAttches", "APChkGrpAttch")),
             ),
         }
 
+    def _check_expand(
+        self, type_name: str, table: str, navs: dict[str, _Nav], items: tuple[ExpandItem, ...]
+    ) -> None:
+        """Refuse an ``$expand`` as Microsoft's OData library (Kinetic v2's) words it.
+
+        An unknown name, a column that is no navigation, the v3 path form.
+        """
+        for item in items:
+            name = item.path[0]
+            nav = navs.get(name)
+            if nav is None:
+                if name in _table_columns(table, []):
+                    raise QuerySyntaxError(
+                        f"Property '{name}' on type '{type_name}' is not a navigation property "
+                        "or complex property. Only navigation properties can be expanded."
+                    )
+                raise QuerySyntaxError(
+                    f"Could not find a property named '{name}' on type '{type_name}'."
+                )
+            if len(item.path) > 1:
+                # OData v3's A/B: in v4 each level of a multi-navigation path is nested.
+                raise QuerySyntaxError(
+                    "Found a path with multiple navigation properties or a bad complex property "
+                    "path in a select clause. Please reiterate your query such that each level "
+                    "of expand/select is specified in its own parenthesis."
+                )
+            for column in item.select or ():
+                if column not in _table_columns(nav.table, []):
+                    raise QuerySyntaxError(
+                        f"Could not find a property named '{column}' on type '{nav.type_name}'."
+                    )
+            self._check_expand(nav.type_name, nav.table, nav.navs, item.expand)
+
     def _render(
-        self, entity: _EntitySet, row: Row, select: list[str] | None, expand: list[str]
+        self,
+        navs: dict[str, _Nav],
+        row: Row,
+        select: list[str] | tuple[str, ...] | None,
+        expand: tuple[ExpandItem, ...],
     ) -> Row:
         out = wire({k: v for k, v in row.items() if select is None or k in select})
-        for name in expand:
-            out[name] = [wire(child) for child in entity.children[name][1](row)]
+        for item in expand:
+            nav = navs[item.path[0]]
+            out[item.path[0]] = [
+                self._render(nav.navs, child, item.select, item.expand) for child in nav.rows(row)
+            ]
         return out
 
     def _odata_get(self, user: str, service: str, rest: str, query: Mapping[str, str]) -> Response:
@@ -606,13 +779,13 @@ class EpicorEmulator(Emulator):
         columns = entity.columns(rows)
         # $-options are case-sensitive (§4); a wrong-case one is ignored (§7, UNCONFIRMED).
         select = query["$select"].split(",") if "$select" in query else None
-        expand = query["$expand"].split(",") if "$expand" in query else []
+        expand = parse_expand(query["$expand"]) if "$expand" in query else ()
         for column in select or []:
             if column not in columns:
-                raise QuerySyntaxError(f"Could not find a property named '{column}'")
-        for child in expand:
-            if child not in entity.children:
-                raise QuerySyntaxError(f"Could not find a navigation property named '{child}'")
+                raise QuerySyntaxError(
+                    f"Could not find a property named '{column}' on type '{entity.type_name}'."
+                )
+        self._check_expand(entity.type_name, entity.table, entity.navs, expand)
         if keys is not None:
             if len(keys) != len(entity.keys) or keys[0] != self.COMPANY:
                 raise _NotFound("Record not found.")
@@ -623,7 +796,7 @@ class EpicorEmulator(Emulator):
             ]
             if not match:
                 return self._error(404, "Record not found.", "Ice.Common.RecordNotFoundException")
-            found = self._render(entity, match[0], select, expand)
+            found = self._render(entity.navs, match[0], select, expand)
             found["@odata.context"] = f"$metadata#{entity.name}/$entity"
             return self._json(found)
         if "$filter" in query:
@@ -643,7 +816,7 @@ class EpicorEmulator(Emulator):
         page = rows[skip : skip + top]
         body: Row = {
             "@odata.context": f"$metadata#{entity.name}",
-            "value": [self._render(entity, r, select, expand) for r in page],
+            "value": [self._render(entity.navs, r, select, expand) for r in page],
         }
         if self.next_link and skip + top < len(rows):
             following = dict(query) | {"$skip": str(skip + top)}
@@ -658,12 +831,19 @@ class EpicorEmulator(Emulator):
         handlers = self._methods.get(service)
         if handlers is None or method not in handlers:
             raise _NotFound(f"Method {method} of {service} not found.")
+        verbs = _METHOD_VERBS.get(method, frozenset({"POST"}))
+        if request.method not in verbs:
+            raise _MethodNotAllowed(request.method, ", ".join(sorted(verbs)))
         bo = service.removesuffix("Svc")
         self._check_right(user, f"{bo}.{method}")
-        try:
-            params = loads(await request.body() or b"{}")
-        except ValueError:
-            raise _BadRequest("The request body is not valid JSON.") from None
+        if request.method == "GET":
+            # Parameters of a GET method come in the query string (SNO: get_GetRows(...)).
+            params: Any = dict(request.query_params)
+        else:
+            try:
+                params = loads(await request.body() or b"{}")
+            except ValueError:
+                raise _BadRequest("The request body is not valid JSON.") from None
         if not isinstance(params, dict):
             # Kinetic wants an object of named parameters, {} when there are none (§1).
             raise _BadRequest("The request body must be an object of named parameters.")
@@ -719,21 +899,17 @@ class EpicorEmulator(Emulator):
             },
         }
         posting: dict[str, Callable[[str, Row], Row]] = {
-            "GetNewParameters": lambda u, a: {
-                "returnObj": {
-                    "APPaymentPostParam": [
-                        {"GroupID": "", "AutoAction": "", "AgentID": "", "RowMod": "A"}
-                    ]
-                },
-                "parameters": {},
-            },
+            "GetNewParameters": lambda u, a: {"returnObj": self._new_posting_parameters(u)},
             "RunDirect": lambda u, a: self._run_posting(ds(a)),
         }
 
         def reader(service: str) -> Callable[[str, Row], Row]:
             return lambda u, a: self._get_rows(service, a)
 
-        reads = {s: {"GetRows": reader(s)} for s in (AP_INVOICE_SVC, VENDOR_SVC, GL_ACCOUNT_SVC)}
+        reads = {
+            s: {"GetRows": reader(s)}
+            for s in (AP_INVOICE_SVC, VENDOR_SVC, GL_ACCOUNT_SVC, COA_SEGMENT_SVC)
+        }
         return reads | {
             PAYMENT_ENTRY_SVC: payment,
             CHECK_GROUP_SVC: groups,
@@ -745,12 +921,46 @@ class EpicorEmulator(Emulator):
         group = self.books.groups[group_id]
         return {"returnObj": {"APChkGrp": [wire(group)]}, "parameters": {"plSuccess": success}}
 
+    def _new_posting_parameters(self, user: str) -> Row:
+        """``GetNewParameters``: the ``APPaymentPostTableset`` with one new process row.
+
+        SNO's schema: one table, ``APPaymentPostProcess`` (GroupID, ActType, AutoAction, agent,
+        report and formatting columns, RowMod), beside ``ExtensionTables``.
+        """
+        row: Row = {
+            "GroupID": "", "ActType": "", "AutoAction": "", "PrinterName": "",
+            "AgentSchedNum": 0, "AgentID": "", "AgentTaskNum": 0, "RecurringTask": False,
+            "RptPageSettings": "", "RptPrinterSettings": "", "RptVersion": "",
+            "ReportStyleNum": 0, "WorkstationID": "", "TaskNote": "", "ArchiveCode": 0,
+            "DateFormat": "m/d/yyyy", "NumericFormat": ",.", "AgentCompareString": "",
+            "ProcessID": "", "ProcessCompany": self.COMPANY, "ProcessSystemCode": "Erp",
+            "ProcessTaskNum": 0, "DecimalsGeneral": 2, "DecimalsCost": 5, "DecimalsPrice": 5,
+            "ReportCurrencyCode": "USD", "ReportCultureCode": "en-US", "SSRSRenderFormat": "",
+            "UIXml": "", "PrintReportParameters": False, "SSRSEnableRouting": False,
+            "DesignMode": False, "SysRowID": "00000000-0000-0000-0000-000000000000",
+            "RowMod": "A",
+        }  # fmt: skip
+        return {"APPaymentPostProcess": [row], "ExtensionTables": []}
+
     def _run_posting(self, ds: Row) -> Row:
-        rows = ds.get("APPaymentPostParam")
+        """``RunDirect {ds}``: post the group its ``APPaymentPostProcess`` row names.
+
+        A tableset without that row is refused (400, naming the table): UNCONFIRMED wording,
+        as Kinetic's process has nothing to run (a table of another name, e.g. the
+        ``APPaymentPostParam`` an older client sent, is not read).
+        """
+        rows = ds.get("APPaymentPostProcess")
         if not isinstance(rows, list) or not rows or not isinstance(rows[0], dict):
-            raise _BadRequest("The APPaymentPostParam table is empty.")
-        self.books.post_group(str(rows[0].get("GroupID") or ""))
-        return {"parameters": {}}
+            raise BusinessError(
+                "There is no APPaymentPostProcess record to run: the process has no parameters.",
+                "APPaymentPostProcess",
+                "GroupID",
+            )
+        group = str(rows[0].get("GroupID") or "").strip()
+        if not group:
+            raise BusinessError("Group ID is required.", "APPaymentPostProcess", "GroupID")
+        self.books.post_group(group)
+        return {}
 
     def _get_rows(self, service: str, params: Row) -> Row:
         """``GetRows``: a where clause per dataset table, ``pageSize``, ``absolutePage`` (§4)."""
@@ -773,13 +983,23 @@ class EpicorEmulator(Emulator):
         more = size > 0 and (index + 1) * size < len(rows)
         dataset: Row = {t: [] for t in tables}
         dataset[entity.table] = [wire(r) for r in chosen]
-        for table, getter in entity.children.values():
-            clause = clauses[table]
-            if clause.strip() == "1=0":
+        # Flat tables: every descendant row of the page's rows, in the table it belongs to (an
+        # APInvExp row is in APInvExp, under no line), each table's where clause applied.
+        descendants: dict[str, list[Row]] = {}
+
+        def collect(navs: dict[str, _Nav], parents: list[Row]) -> None:
+            for nav in navs.values():
+                kids = [k for p in parents for k in nav.rows(p)]
+                descendants.setdefault(nav.table, []).extend(kids)
+                collect(nav.navs, kids)
+
+        collect(entity.navs, chosen)
+        for table, kids in descendants.items():
+            clause = clauses.get(table, "1=0").strip()
+            if table not in dataset or clause == "1=0":
                 continue
-            kids = [k for r in chosen for k in getter(r)]
-            if clause.strip():
-                kid_filter, _ = parse_where(clause, frozenset().union(*(k.keys() for k in kids)))
+            if clause:
+                kid_filter, _ = parse_where(clause, _table_columns(table, kids))
                 kids = [k for k in kids if kid_filter(k)]
             dataset[table] = [wire(k) for k in kids]
         return {"returnObj": dataset, "parameters": {"morePages": more}}

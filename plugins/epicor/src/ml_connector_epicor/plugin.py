@@ -9,7 +9,12 @@
   Company of the connection), so the dedupe key is invoice number + vendor as in Epicor.
 - Vendors' ``source_id`` is the ``VendorNum`` (internal, never changes; ``VendorID`` may).
 - GL accounts' id is ``GLAccount1`` (what ``APInvExp.GLAccount`` holds); their number is the
-  natural-account segment ``SegValue1``, which is what BILL's chart is usually numbered by.
+  natural-account segment ``SegValue1``, which is what BILL's chart is usually numbered by. The
+  segments ``settings.segment_dimensions`` names (``SegValue2``..``SegValue20``: department,
+  division, …) are dimensions: listed from ``COASegValues`` and carried on every line, so the
+  core maps them onto BILL classifications.
+- A vendor on payment hold (``Vendor.PayHold``) is not synced: its invoices come back rejected,
+  naming the hold, so they wait in the exception queue until it is lifted.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from ml_connector.description import ConcurrencyLimits, PluginDescription, Role
+from ml_connector.description import Capability, ConcurrencyLimits, PluginDescription, Role
 from ml_connector.errors import ConfigurationError, InvalidRecordError
 from ml_connector.hookspecs import hookimpl
 from ml_connector.models import (
@@ -35,6 +40,8 @@ from ml_connector.models import (
     Address,
     AuthResult,
     ConnectionCheck,
+    Dimension,
+    DimensionKind,
     Payable,
     PayablePage,
     RecordedPayment,
@@ -44,11 +51,13 @@ from ml_connector.models import (
 from ml_connector_epicor.client import START, Cursor, EpicorClient
 from ml_connector_epicor.schemas import (
     SYSTEM,
+    COASegValueRow,
     EpicorCredentials,
     EpicorSettings,
     GLAccountRow,
     InvoiceRow,
     VendorRow,
+    segment_values,
 )
 
 if TYPE_CHECKING:
@@ -226,16 +235,89 @@ def to_vendor(row: VendorRow, base_currency: str) -> Vendor | tuple[str, str]:
         return "Vendor." + ".".join(str(p) for p in error["loc"]), error["msg"]
 
 
-def _raw_id(raw: Mapping[str, Any]) -> str | None:
+#: The key of ``APInvHed`` (with the Company of the connection): a row without one cannot be
+#: a payable, its id being ``"<VendorNum>:<InvoiceNum>"``.
+_INVOICE_KEYS = ("VendorNum", "InvoiceNum")
+
+
+def _blank(value: Any) -> bool:
+    # Kinetic's integer columns are not nullable: a missing VendorNum may come as 0.
+    return value is None or value == 0 or (isinstance(value, str) and not value.strip())
+
+
+def _raw_id(raw: Mapping[str, Any]) -> str:
+    """The payable id of a row, or as much of it as there is (with ``SysRowID`` to tell apart)."""
     number, invoice = raw.get("VendorNum"), raw.get("InvoiceNum")
-    return f"{number}:{invoice}" if number is not None and invoice else None
+    if not _blank(number) and not _blank(invoice):
+        return f"{number}:{invoice}"
+    partial = f"{'?' if _blank(number) else number}:{'?' if _blank(invoice) else invoice}"
+    row_id = raw.get("SysRowID")
+    return f"{partial} (SysRowID {row_id})" if row_id else partial
+
+
+def _raw_change(raw: Mapping[str, Any], zone: ZoneInfo) -> datetime | None:
+    try:
+        return _aware(datetime.fromisoformat(str(raw.get("ChangeDate"))), zone).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _missing_key(raw: Mapping[str, Any], zone: ZoneInfo) -> RejectedRecord | None:
+    """A row without one of its key columns, rejected naming the column; else ``None``."""
+    missing = next((k for k in _INVOICE_KEYS if _blank(raw.get(k))), None)
+    if missing is None:
+        return None
+    known = [
+        f"{name} {raw[name]}"
+        for name in ("InvoiceNum", "VendorNumVendorID", "VendorNum", "SysRowID")
+        if name != missing and not _blank(raw.get(name))
+    ]
+    return RejectedRecord(
+        record_type="payable",
+        record_id=_raw_id(raw),
+        field=missing,
+        reason=f"the AP invoice row ({', '.join(known) or 'nothing to identify it'}) has no "
+        f"{missing}, a key of APInvHed: it cannot be a bill until it has one",
+        modified_at=_raw_change(raw, zone),
+    )
+
+
+def invoice_accounts(raw: Mapping[str, Any]) -> set[str]:
+    """The GL accounts an ``APInvHed`` row's distribution (``APInvDtls.APInvExps``) is coded to."""
+    found: set[str] = set()
+    lines = raw.get("APInvDtls")
+    for line in lines if isinstance(lines, list) else []:
+        expenses = line.get("APInvExps") if isinstance(line, dict) else None
+        for exp in expenses if isinstance(expenses, list) else []:
+            account = exp.get("GLAccount") if isinstance(exp, dict) else None
+            if isinstance(account, str) and account.strip():
+                found.add(account.strip())
+    return found
+
+
+def line_dimensions(
+    account: str, segments: Mapping[str, Mapping[int, str] | None], settings: EpicorSettings
+) -> dict[DimensionKind, str]:
+    """The dimensions a line on ``account`` carries: its segments named in the settings."""
+    values = segments.get(account) or {}
+    return {kind: values[n] for n, kind in settings.segment_dimensions.items() if values.get(n)}
 
 
 def to_payable(
-    raw: Mapping[str, Any], vendors: Mapping[int, Mapping[str, Any]], settings: EpicorSettings
+    raw: Mapping[str, Any],
+    vendors: Mapping[int, Mapping[str, Any]],
+    settings: EpicorSettings,
+    segments: Mapping[str, Mapping[int, str] | None] | None = None,
 ) -> Payable | RejectedRecord:
-    """An ``APInvHed`` row (with ``APInvDtls`` and ``APInvExps``) as a payable, or why not."""
+    """An ``APInvHed`` row (lines expanded, each with its ``APInvExps``) as a payable, or why not.
+
+    ``segments`` holds the segment values of the accounts the row is coded to (GL account id to
+    ``{segment number: value}``), for ``settings.segment_dimensions``.
+    """
     zone = ZoneInfo(settings.server_timezone)
+    missing = _missing_key(raw, zone)
+    if missing is not None:
+        return missing
     try:
         row = InvoiceRow.model_validate(raw)
     except ValidationError as exc:
@@ -245,6 +327,7 @@ def to_payable(
             record_id=_raw_id(raw),
             field=".".join(str(p) for p in error["loc"]) or None,
             reason=error["msg"],
+            modified_at=_raw_change(raw, zone),
         )
     source_id = f"{row.VendorNum}:{row.InvoiceNum}"
     modified = change_time(row, zone)
@@ -263,35 +346,49 @@ def to_payable(
         who = row.VendorNumVendorID or row.VendorNum
         return reject("VendorNum", f"vendor {who} was not found in Epicor")
     try:
-        vendor = to_vendor(VendorRow.model_validate(vendor_raw), settings.base_currency)
+        vendor_row = VendorRow.model_validate(vendor_raw)
     except ValidationError as exc:
         return reject(
             "VendorNum", f"vendor {row.VendorNum} cannot be read: {exc.errors()[0]['msg']}"
         )
+    if vendor_row.PayHold:
+        who = vendor_row.VendorID or row.VendorNumVendorID or row.VendorNum
+        return reject(
+            "Vendor.PayHold",
+            f"vendor {who} is on payment hold in Epicor: its bills are not synced while it is "
+            "(retry this entry once the hold is lifted)",
+        )
+    vendor = to_vendor(vendor_row, settings.base_currency)
     if isinstance(vendor, tuple):
         return reject(*vendor)
-    details = {d.InvoiceLine: d for d in row.APInvDtls}
-    expenses = sorted(row.APInvExps, key=lambda e: (e.InvoiceLine, e.InvExpSeq))
-    if not expenses:
-        return reject("APInvExps", "the invoice has no GL expense distribution")
-    per_line: dict[int, int] = {}
-    for exp in expenses:
-        per_line[exp.InvoiceLine] = per_line.get(exp.InvoiceLine, 0) + 1
+    segments = segments or {}
     lines: list[dict[str, Any]] = []
-    for i, exp in enumerate(expenses):
-        if not exp.GLAccount.strip():
-            return reject(f"APInvExps.{i}.GLAccount", "the distribution line has no GL account")
-        detail = details.get(exp.InvoiceLine)
-        only = detail is not None and per_line[exp.InvoiceLine] == 1
-        lines.append(
-            {
-                "line_id": f"{exp.InvoiceLine}.{exp.InvExpSeq}",
-                "amount": exp.DocExpAmt,
-                "description": (detail.Description if detail else "") or exp.GLAccountDesc or None,
-                "account_id": exp.GLAccount.strip(),
-                "quantity": detail.VendorQty if only and detail else None,
-                "unit_price": detail.DocUnitCost if only and detail else None,
-            }
+    # In line and sequence order; a rejection names the row by its place in the answer.
+    for line_index, detail in sorted(enumerate(row.APInvDtls), key=lambda p: p[1].InvoiceLine):
+        expenses = sorted(enumerate(detail.APInvExps), key=lambda p: p[1].InvExpSeq)
+        for exp_index, exp in expenses:
+            if not exp.GLAccount.strip():
+                return reject(
+                    f"APInvDtls.{line_index}.APInvExps.{exp_index}.GLAccount",
+                    "the distribution line has no GL account",
+                )
+            account = exp.GLAccount.strip()
+            only = len(expenses) == 1
+            lines.append(
+                {
+                    "line_id": f"{detail.InvoiceLine}.{exp.InvExpSeq}",
+                    "amount": exp.DocExpAmt,
+                    "description": detail.Description or exp.GLAccountDesc or None,
+                    "account_id": account,
+                    "dimensions": line_dimensions(account, segments, settings),
+                    "quantity": detail.VendorQty if only else None,
+                    "unit_price": detail.DocUnitCost if only else None,
+                }
+            )
+    if not lines:
+        return reject(
+            "APInvDtls.APInvExps",
+            "the invoice has no GL expense distribution (no APInvExps on any of its lines)",
         )
     if row.DocTaxAmt:
         if not settings.tax_account:
@@ -306,6 +403,7 @@ def to_payable(
                 "amount": row.DocTaxAmt,
                 "description": "Tax",
                 "account_id": settings.tax_account,
+                "dimensions": line_dimensions(settings.tax_account, segments, settings),
             }
         )
     line_sum = sum((line["amount"] for line in lines), Decimal(0))
@@ -351,6 +449,37 @@ def to_account(row: GLAccountRow) -> Account:
     )
 
 
+def to_dimensions(
+    values: list[dict[str, Any]], accounts: list[dict[str, Any]], settings: EpicorSettings
+) -> list[Dimension]:
+    """The values of the segments that are dimensions, each as the dimension kind it is.
+
+    From ``COASegValues`` (code ``SegmentCode``, name ``SegmentName``), plus any value a GL
+    account uses that the segment has no row for (named by its code). A value is identified by
+    its code, which is what the lines carry.
+    """
+    kinds = settings.segment_dimensions
+    found: dict[tuple[DimensionKind, str], Dimension] = {}
+    for raw in values:
+        try:
+            row = COASegValueRow.model_validate(raw)
+        except ValidationError:
+            log.warning("epicor: skipped a COASegValues row without SegmentNbr or SegmentCode")
+            continue
+        kind, code = kinds.get(row.SegmentNbr), row.SegmentCode.strip()
+        if kind is None or not code:
+            continue
+        name = row.SegmentName.strip() or row.SegmentDesc.strip() or code
+        dimension = Dimension(id=code, kind=kind, code=code, name=name, active=row.ActiveFlag)
+        found.setdefault((kind, code), dimension)
+    for raw in accounts:
+        for number, code in segment_values(raw).items():
+            kind = kinds.get(number)
+            if kind is not None:
+                found.setdefault((kind, code), Dimension(id=code, kind=kind, code=code, name=code))
+    return list(found.values())
+
+
 # --- Hooks --------------------------------------------------------------------------------------
 
 
@@ -364,6 +493,8 @@ def describe_plugin() -> PluginDescription:
         credentials_model=EpicorCredentials,
         # No documented rate limit; keep concurrency low (epicor.md §4, §8: default 2).
         limits=ConcurrencyLimits(max_in_flight=2, scope_setting="server_url", per_request=True),
+        # GL segments beyond the natural account (settings.segment_dimensions).
+        capabilities=frozenset({Capability.DIMENSIONS}),
     )
 
 
@@ -389,8 +520,13 @@ async def check_connection(ctx: ConnectionContext) -> ConnectionCheck:
 
 @hookimpl
 async def list_accounts(ctx: ConnectionContext) -> AccountCatalog:
-    """Every GL account of the company, active or not."""
-    rows = await _client(ctx).gl_accounts()
+    """Every GL account of the company, active or not, and the segment values that are dimensions.
+
+    Dimensions only for ``settings.segment_dimensions`` (none by default): the core maps each
+    value onto the BILL classification of that kind with its code, or else its name.
+    """
+    client = _client(ctx)
+    rows = await client.gl_accounts()
     accounts: dict[str, Account] = {}
     for raw in rows:
         try:
@@ -399,7 +535,26 @@ async def list_accounts(ctx: ConnectionContext) -> AccountCatalog:
             log.warning("epicor: skipped a GL account row without GLAccount1")
             continue
         accounts.setdefault(account.id, account)
-    return AccountCatalog(accounts=tuple(accounts.values()))
+    dimensions: list[Dimension] = []
+    if client.settings.segment_dimensions:
+        dimensions = to_dimensions(await client.segment_values(), rows, client.settings)
+    return AccountCatalog(accounts=tuple(accounts.values()), dimensions=tuple(dimensions))
+
+
+async def _segments_of(
+    client: EpicorClient, raws: list[dict[str, Any]]
+) -> dict[str, dict[int, str] | None]:
+    """The segment values of the accounts these rows (and the tax line) are coded to.
+
+    Read only when some segments are dimensions.
+    """
+    settings = client.settings
+    if not settings.segment_dimensions:
+        return {}
+    accounts = {a for raw in raws for a in invoice_accounts(raw)}
+    if settings.tax_account:
+        accounts.add(settings.tax_account)
+    return {a: await client.account_segments(a) for a in sorted(accounts)}
 
 
 @hookimpl
@@ -433,6 +588,12 @@ async def list_changed_payables(
     for index, raw in enumerate(page.rows):
         if index and index % _ROWS_PER_TURN == 0:
             await asyncio.sleep(0)
+        missing = _missing_key(raw, zone)
+        if missing is not None:
+            # No key, no payable id: named in the exception queue, the rest of the page goes on.
+            if missing.modified_at is None or missing.modified_at < window.until:
+                rejected.append(missing)
+            continue
         try:
             row = InvoiceRow.model_validate(raw)
         except ValidationError:
@@ -442,11 +603,12 @@ async def list_changed_payables(
             wanted.append(raw)
     numbers = [n for n in (r.get("VendorNum") for r in wanted) if isinstance(n, int)]
     vendors = await client.vendors(numbers)
+    segments = await _segments_of(client, wanted)
     items: list[Payable] = []
     for index, raw in enumerate(wanted):
         if index and index % _ROWS_PER_TURN == 0:
             await asyncio.sleep(0)
-        view = to_payable(raw, vendors, settings)
+        view = to_payable(raw, vendors, settings, segments)
         if isinstance(view, Payable):
             items.append(view)
         else:
@@ -468,7 +630,8 @@ async def get_payable(ctx: ConnectionContext, source_id: str) -> Payable | None:
     raw = await client.invoice(*key)
     if raw is None:
         return None
-    view = to_payable(raw, await client.vendors([key[0]]), client.settings)
+    vendors = await client.vendors([key[0]])
+    view = to_payable(raw, vendors, client.settings, await _segments_of(client, [raw]))
     if isinstance(view, RejectedRecord):
         raise InvalidRecordError("payable", source_id, view.field, view.reason, system=SYSTEM)
     return view

@@ -24,10 +24,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
+from ml_connector.models import DimensionKind
+
 __all__ = [
     "AP_INVOICE_SVC",
     "AP_PAYMENT_POST_SVC",
     "CHECK_GROUP_SVC",
+    "COA_SEGMENT_SVC",
     "GETROWS_TABLES",
     "GL_ACCOUNT_SVC",
     "PAYMENT_ENTRY_SVC",
@@ -35,6 +38,7 @@ __all__ = [
     "VENDOR_SVC",
     "APTranRow",
     "AuthMode",
+    "COASegValueRow",
     "CheckRow",
     "EpicorCredentials",
     "EpicorSettings",
@@ -50,6 +54,7 @@ __all__ = [
     "loads",
     "parse_error_body",
     "parse_token_answer",
+    "segment_values",
 ]
 
 SYSTEM = "epicor"
@@ -61,6 +66,10 @@ GL_ACCOUNT_SVC = "Erp.BO.GLAccountSvc"
 PAYMENT_ENTRY_SVC = "Erp.BO.PaymentEntrySvc"
 CHECK_GROUP_SVC = "Erp.BO.APChkGrpSvc"
 AP_PAYMENT_POST_SVC = "Erp.PROC.APPaymentPostSvc"
+#: The chart's segment values (names of departments, divisions, …), SNO ``Erp_BO_COASegValuesSvc``.
+COA_SEGMENT_SVC = "Erp.BO.COASegValuesSvc"
+#: GL accounts have 20 segments (``SegValue1``..``SegValue20``); segment 1 is the natural account.
+SEGMENTS = range(1, 21)
 
 #: Every table of each service's dataset, in ``GetRows`` parameter order. Kinetic wants a
 #: ``whereClause<Table>`` parameter for every one of them (a missing one is a 400 "Parameter
@@ -88,6 +97,7 @@ GETROWS_TABLES: dict[str, tuple[str, ...]] = {
         "BankTranTaxDtl", "BankTranTGLC", "TaxDtl", "LegalNumGenOpts",
     ),
     CHECK_GROUP_SVC: ("APChkGrp", "APChkGrpAttch"),
+    COA_SEGMENT_SVC: ("COASegValues", "COASegAcct", "COASegOpt", "COASegRes"),
 }  # fmt: skip
 
 
@@ -183,21 +193,11 @@ class _Row(BaseModel):
 # --- Rows ---------------------------------------------------------------------------------------
 
 
-class InvoiceLineRow(_Row):
-    """``APInvDtl``: one line of an AP invoice (epicor.md §5)."""
-
-    InvoiceLine: int
-    LineType: Text = ""
-    Description: Text = ""
-    PartNum: Text = ""
-    PONum: int = 0
-    VendorQty: Amount = Decimal(0)
-    DocUnitCost: Amount = Decimal(0)
-    DocExtCost: Amount = Decimal(0)
-
-
 class ExpenseRow(_Row):
-    """``APInvExp``: the GL expense distribution of a line (epicor.md §5)."""
+    """``APInvExp``: the GL expense distribution of a line (epicor.md §5).
+
+    A child of its line, not of the header: ``APInvDtls(…)/APInvExps`` (SNO's APInvoiceSvc).
+    """
 
     InvoiceLine: int
     InvExpSeq: int
@@ -208,8 +208,26 @@ class ExpenseRow(_Row):
     COACode: Text = ""
 
 
+class InvoiceLineRow(_Row):
+    """``APInvDtl``: one line of an AP invoice, with its GL distribution (epicor.md §5)."""
+
+    InvoiceLine: int
+    LineType: Text = ""
+    Description: Text = ""
+    PartNum: Text = ""
+    PONum: int = 0
+    VendorQty: Amount = Decimal(0)
+    DocUnitCost: Amount = Decimal(0)
+    DocExtCost: Amount = Decimal(0)
+    APInvExps: list[ExpenseRow] = Field(default_factory=list)
+
+
 class InvoiceRow(_Row):
-    """``APInvHed``: an AP invoice header, with the child rows the sync expands (epicor.md §5)."""
+    """``APInvHed``: an AP invoice header, with the child rows the sync expands (epicor.md §5).
+
+    The lines come expanded (``APInvDtls``), each with its distribution (``APInvExps``): the
+    header has no ``APInvExps`` navigation.
+    """
 
     Company: Text = ""
     VendorNum: int
@@ -234,8 +252,8 @@ class InvoiceRow(_Row):
     InvoiceComment: Text = ""
     ChangeDate: datetime | None = None
     SysRevID: int = 0
+    SysRowID: Text = ""
     APInvDtls: list[InvoiceLineRow] = Field(default_factory=list)
-    APInvExps: list[ExpenseRow] = Field(default_factory=list)
 
 
 class VendorRow(_Row):
@@ -255,6 +273,8 @@ class VendorRow(_Row):
     EMailAddress: Text = ""
     PhoneNum: Text = ""
     CurrencyCode: Text = ""
+    #: "Payments to vendor should be held … can't be selected in check processing" (SNO).
+    PayHold: Flag = False
 
 
 class GLAccountRow(_Row):
@@ -265,6 +285,34 @@ class GLAccountRow(_Row):
     AccountDesc: Text = ""
     SegValue1: Text = ""
     Active: Flag = True
+
+
+def segment_values(raw: Any) -> dict[int, str]:
+    """A ``GLAccount`` row's non-blank segment values (``SegValue1``..``SegValue20``) by number."""
+    if not isinstance(raw, dict):
+        return {}
+    found: dict[int, str] = {}
+    for number in SEGMENTS:
+        value = raw.get(f"SegValue{number}")
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            found[number] = str(value).strip()
+    return found
+
+
+class COASegValueRow(_Row):
+    """``COASegValues``: one value of one chart segment, e.g. department 20 "Production".
+
+    Keys ``Company``, ``COACode``, ``SegmentNbr`` (1-20), ``SegmentCode`` (the value as it
+    appears in ``GLAccount.SegValueN``); SNO ``Erp_BO_COASegValuesSvc``.
+    """
+
+    COACode: Text = ""
+    SegmentNbr: int
+    SegmentCode: str
+    SegmentName: Text = ""
+    SegmentDesc: Text = ""
+    SegmentAbbrev: Text = ""
+    ActiveFlag: Flag = True
 
 
 class APTranRow(_Row):
@@ -500,11 +548,33 @@ class EpicorSettings(BaseModel):
     base_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = Field(
         "USD", description="The currency of rows that carry no CurrencyCode."
     )
+    segment_dimensions: dict[int, DimensionKind] = Field(
+        default_factory=dict,
+        description="GL account segments beyond the natural account (SegValue2..SegValue20) "
+        'sent as dimensions, by segment number, e.g. {"2": "department", "3": '
+        '"location"}; BILL gets them as the classifications they map to. None by default.',
+    )
 
     @field_validator("server_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("segment_dimensions")
+    @classmethod
+    def _segments(cls, value: dict[int, DimensionKind]) -> dict[int, DimensionKind]:
+        for number in value:
+            if number == 1:
+                raise ValueError(
+                    "segment 1 is the natural account (the account number), not a dimension"
+                )
+            if number not in SEGMENTS:
+                raise ValueError(f"segment {number}: Kinetic accounts have segments 2 to 20")
+        kinds = list(value.values())
+        twice = sorted({k.value for k in kinds if kinds.count(k) > 1})
+        if twice:
+            raise ValueError(f"two segments are the same dimension ({', '.join(twice)})")
+        return dict(sorted(value.items()))
 
     @field_validator("server_timezone")
     @classmethod

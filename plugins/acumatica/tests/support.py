@@ -6,8 +6,10 @@ can swap the reference sink for the BILL plugin and its emulator by writing one 
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +29,8 @@ from ml_connector_acumatica.emulator import INSTANCE_PATH, AcumaticaEmulator
 from ml_connector_acumatica.schemas import AcumaticaCredentials, AcumaticaSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx
 
     from ml_connector.models import ChangeWindow
@@ -40,9 +44,88 @@ async def no_sleep(_: float) -> None:
 
 
 def emulator(clock: ManualClock | None = None, **extra: Any) -> AcumaticaEmulator:
-    """An emulator on a manual clock, without the request budget unless asked for."""
+    """An emulator on a manual clock, without the request budget unless asked for.
+
+    With a budget and no ``sleep``, the licence's delays move the clock instead of waiting.
+    """
+    clock = clock or ManualClock(START)
     extra.setdefault("requests_per_minute", None)
-    return AcumaticaEmulator(EmulatorOptions(clock=clock or ManualClock(START), extra=extra))
+    if extra["requests_per_minute"] is not None or extra.get("processing_seconds"):
+        extra.setdefault("sleep", VirtualTime(clock, auto=True).sleep)
+    return AcumaticaEmulator(EmulatorOptions(clock=clock, extra=extra))
+
+
+@dataclass(order=True)
+class _Timer:
+    deadline: datetime
+    seq: int
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class VirtualTime:
+    """Sleeps on a :class:`ManualClock`: what the emulator waits, the test decides, instantly.
+
+    ``auto``: every sleep moves the clock to its end and returns (for one request at a time).
+    Otherwise sleeps wait until :meth:`advance` moves the clock past their end, one at a time in
+    order of their ends, letting the event loop run in between: concurrent waits end in the
+    order their times say, whatever the wall clock does.
+
+    Attributes:
+        slept: Every sleep asked for, in seconds, in order.
+    """
+
+    #: Event-loop turns given to woken tasks before the next timer fires or a check is made:
+    #: in-process HTTP does no I/O, so a request runs in a bounded number of turns.
+    TURNS = 200
+
+    def __init__(self, clock: ManualClock, *, auto: bool = False) -> None:
+        self.clock = clock
+        self.auto = auto
+        self.slept: list[float] = []
+        self._timers: list[_Timer] = []
+        self._seq = itertools.count()
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        deadline = self.clock() + timedelta(seconds=max(0.0, seconds))
+        if self.auto:
+            self.clock.set(max(self.clock(), deadline))
+            await asyncio.sleep(0)
+            return
+        timer = _Timer(deadline, next(self._seq), asyncio.get_running_loop().create_future())
+        self._timers.append(timer)
+        try:
+            await timer.future
+        finally:
+            if timer in self._timers:
+                self._timers.remove(timer)
+
+    async def settle(self) -> None:
+        """Let every task that can run, run."""
+        for _ in range(self.TURNS):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` on, waking each sleep whose end comes, in order."""
+        end = self.clock() + timedelta(seconds=seconds)
+        await self.settle()
+        while due := sorted(t for t in self._timers if t.deadline <= end):
+            first = due[0]
+            self._timers.remove(first)
+            self.clock.set(max(self.clock(), first.deadline))
+            if not first.future.done():
+                first.future.set_result(None)
+            await self.settle()
+        self.clock.set(max(self.clock(), end))
+        await self.settle()
+
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
+        """Run the event loop until ``condition`` holds (never by waiting on the wall clock)."""
+        for _ in range(50 * self.TURNS):
+            if condition():
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"never happened: {what}")
 
 
 def settings(emu: AcumaticaEmulator, **overrides: Any) -> AcumaticaSettings:

@@ -136,13 +136,16 @@ async def test_an_edit_after_sending_updates_the_bill(trip: RoundTrip, clock: Ma
     assert len(trip.sink.bills_for(ref)) == 1
 
 
-async def test_a_429_storm_and_expiring_sessions_lose_and_double_nothing(
+async def test_a_slow_licence_a_429_storm_and_expiring_sessions_lose_and_double_nothing(
     tmp_path: Path, clock: ManualClock
 ) -> None:
+    # Six requests a minute: past the third, every request is delayed (on the manual clock).
     emu = emulator(clock, bills=20, requests_per_minute=6)
     sink = ReferenceSink(clock=clock)
     sink.prepare_chart(*chart(emu))
-    # The session ends twice mid-run (as an idle timeout or a restart would end it).
+    # Declined requests now and then, and the session ends twice mid-run (as an idle timeout
+    # or a restart would end it).
+    emu.faults.add(FaultAction(429, kind="throttled", retry_after=5), skip=4, times=3)
     emu.faults.add(FaultAction(401, kind="session"), path_contains="/Vendor/")
     emu.faults.add(FaultAction(401, kind="session"), path_contains="/Vendor/", skip=2)
     trip = RoundTrip(tmp_path, emu, sink, source_settings={"auth_mode": "cookie", "page_size": 5})
@@ -150,6 +153,8 @@ async def test_a_429_storm_and_expiring_sessions_lose_and_double_nothing(
         summary = await trip.sync(retry_moving(clock))
         assert summary.status is RunStatus.SUCCEEDED, summary.error
         assert [r for r in emu.log.records if r.status == 429], "the storm happened"
+        assert len(emu.licence.delays) > 10, "the licence delayed requests past half its budget"
+        assert not emu.licence.declined, "and declined none: delays are not refusals"
         assert emu.logins >= 2, "the session was renewed mid-run"
         assert_each_once(trip, open_bills(emu) - uses_unmapped(emu))
     finally:

@@ -47,20 +47,6 @@ async def test_429_becomes_throttled_with_retry_after(clock: ManualClock) -> Non
     assert caught.value.status == 429
 
 
-async def test_request_budget_answers_429_until_the_minute_passes(clock: ManualClock) -> None:
-    emu = emulator(clock, requests_per_minute=3)
-    ctx = context(emu)
-    await plugin.authenticate(ctx)
-    client = ctx.state["acumatica.client"]
-    for _ in range(3):
-        await client.list_page("Account", top=1)
-    with pytest.raises(ThrottledError) as caught:
-        await client.list_page("Account", top=1)
-    assert caught.value.retry_after == 60
-    clock.advance(timedelta(seconds=61))
-    assert await client.list_page("Account", top=1)
-
-
 async def test_a_full_queue_is_declined_with_429(clock: ManualClock) -> None:
     emu = emulator(clock, queue_limit=0)
     ctx = context(emu)

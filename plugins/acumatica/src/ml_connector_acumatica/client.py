@@ -20,6 +20,12 @@ What it takes care of, so :mod:`ml_connector_acumatica.plugin` only translates r
   (:meth:`AcumaticaClient.read_window`).
 - **Long-running actions** (``202`` + status URL) polled to completion while the session's other
   requests wait, since Acumatica fails them meanwhile (§5 "Actions").
+- **Slow answers**: the licence queues requests and delays them past half its per-minute budget
+  (§4); the read timeout (:data:`HTTP_TIMEOUT`) outlasts the queue's ten minutes, so a slow
+  answer is waited for rather than retried. A 429 (declined) becomes a
+  :class:`~ml_connector.errors.ThrottledError` with its Retry-After, for the engine to wait.
+- **Values wrapped** as ``{"value": …}`` in every body sent (:func:`~.schemas.wrap`); system
+  fields (``id``, ``rowNumber``, ``delete``, …) bare (§5).
 
 Messages never carry secrets: they are built from statuses and Acumatica's texts, and any echo
 of the password or client secret in those texts is blanked.
@@ -97,6 +103,15 @@ POLL_DELAYS = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0)
 ACTION_TIMEOUT = timedelta(minutes=10)
 #: How often one paged read may start over from the first record before it gives up.
 MAX_RESTARTS = 3
+#: The longest a request waits in the instance's request queue before Acumatica declines it
+#: (429): over the licence's concurrency limit requests queue, past half the per-minute budget
+#: each is delayed, and "the application that makes a request should stay connected and wait
+#: for the response" (acumatica.md §4, IDG "License Restrictions for API Users").
+QUEUE_WAIT = 600.0
+#: How long an answer may take once the request is out: the queue's ten minutes plus the 30 s
+#: a request may take to be processed. A shorter read timeout would give up on answers that
+#: are slow but coming, and each retry would join the queue again, adding load.
+HTTP_TIMEOUT = httpx.Timeout(connect=10.0, read=QUEUE_WAIT + 30.0, write=30.0, pool=30.0)
 
 # Texts Acumatica puts in error bodies (acumatica.md §2; CSC VerifyResponseAsync).
 _LOGIN_LIMIT = re.compile(r"API Login Limit|license limit|licen[cs]e.*exceeded", re.IGNORECASE)
@@ -114,6 +129,13 @@ _BUSY = re.compile(
     r"not (?:been )?completed yet|operation is (?:still )?in progress", re.IGNORECASE
 )
 _QUOTED = re.compile(r"'([^']{1,60})'")
+#: The body could not be read as the entity (e.g. a bare value where ``{"value": …}`` belongs):
+#: ASP.NET's and Json.NET's wording; a retry would fail the same way.
+_UNREADABLE = re.compile(
+    r"JsonSerializationException|JsonReaderException|Error converting value|"
+    r"could not be (?:converted|deserialized)|request is invalid",
+    re.IGNORECASE,
+)
 _TAGS = re.compile(r"<[^>]+>")
 
 
@@ -988,6 +1010,14 @@ class AcumaticaClient:
         """A failed login or token request, mapped: throttled, refused, or transient."""
         status = response.status_code
         text = self._body_text(response)
+        if status == 429 and not re.search(r"API Login Limit", text, re.IGNORECASE):
+            # The instance's request queue declined the sign-in itself (acumatica.md §4).
+            return ThrottledError(
+                f"{what}: declined by the licence's request limits ({text or status})",
+                retry_after=retry_after_seconds(response, self.now()) or LOGIN_LIMIT_POLL,
+                system=SYSTEM,
+                status=status,
+            )
         if status == 429 or _LOGIN_LIMIT.search(text):
             return ThrottledError(
                 f"{what}: the licence's API-user limit is reached ({text or status}); "
@@ -1066,8 +1096,8 @@ class AcumaticaClient:
             return ConflictError(f"precondition failed: {text}", system=SYSTEM, status=412)
         if status == 422:
             return self._validation_error(response, record)
-        if status == 400 and record is not None:
-            return InvalidRecordError(*record, None, f"refused as invalid: {text}", system=SYSTEM)
+        if status == 400:
+            return self._bad_request(response, record, text)
         if status == 500:
             return self._server_error(response, record, text)
         if status in (502, 503, 504) or status > 500:
@@ -1090,6 +1120,21 @@ class AcumaticaClient:
             return UpstreamError(f"validation failed: {reason}", system=SYSTEM, status=422)
         return InvalidRecordError(record[0], record[1], field, reason, system=SYSTEM)
 
+    def _bad_request(self, response: httpx.Response, record: Record | None, text: str) -> Exception:
+        """400: the request could not be read (a body that does not bind, a bad ``$filter``).
+
+        A body Acumatica cannot bind is answered with ASP.NET's ``modelState`` naming the
+        fields (UNCONFIRMED for bare values, where ``{"value": …}`` belongs: the client never
+        sends them, and the emulator refuses them so).
+        """
+        body = _error_body(response)
+        errors = body.binding_errors() if body else []
+        field = errors[0][0] if errors else None
+        reason = f"refused as invalid: {text}"
+        if record is None:
+            return UpstreamError(reason, system=SYSTEM, status=400)
+        return InvalidRecordError(*record, field, reason, system=SYSTEM)
+
     def _server_error(
         self, response: httpx.Response, record: Record | None, text: str
     ) -> Exception:
@@ -1097,6 +1142,11 @@ class AcumaticaClient:
         kind = body.text() if body else ""
         if "NoEntitySatisfiesTheCondition" in kind:
             return NotFoundError(text, system=SYSTEM, status=500)
+        if body is not None and _UNREADABLE.search(kind):
+            # The body was refused as unreadable: the same body fails the same way again.
+            if record is None:
+                return UpstreamError(f"refused as invalid: {text}", system=SYSTEM, status=500)
+            return InvalidRecordError(*record, None, f"refused as invalid: {text}", system=SYSTEM)
         if _BUSY.search(kind):
             # An action of this session (e.g. a release whose answer was lost) is still
             # running; the same request succeeds once it is done.
@@ -1128,6 +1178,7 @@ class AcumaticaClient:
             parts = [inner.exception_message or body.exception_message or body.message]
             if inner.exception_type:
                 parts.append(f"({inner.exception_type.rsplit('.', 1)[-1]})")
+            parts += [f"{path}: {message}" for path, message in body.binding_errors()]
             return self._scrub(" ".join(p for p in parts if p))
         try:
             data = loads(response.content)

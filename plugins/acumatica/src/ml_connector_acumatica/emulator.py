@@ -11,7 +11,10 @@ Served under an instance path (``/AcumaticaDB``), as a site in a virtual directo
   ``$filter``/``$expand``/``$select``/``$top``/``$skip`` (bare arrays, key order), key GETs,
   ``PUT`` upserts with ``If-Match``/``If-None-Match``, the ``ReleaseBill``/``ReleaseCheck``
   actions (202 + status URL), 422 bodies with per-field errors, 500 exception bodies (§3-§5);
-- a per-minute request budget and a request queue per instance, answered with 429 (§4);
+- the licence's request limits as Acumatica applies them (§4, :class:`Licence`): one queue per
+  instance in front of ``max_concurrent`` processing cores, requests delayed past half the
+  per-minute budget, and 429 only for the 21st request in the queue or after ten minutes there;
+- bodies whose general fields are not wrapped as ``{"value": …}`` refused with 400 (§5);
 - seeded data: vendors, GL accounts and subaccounts, bills of every type and status (multi-line,
   with tax), purchase orders (never to be synced), and one released check.
 
@@ -23,13 +26,15 @@ Options (``EmulatorOptions.extra``) are listed in :class:`AcumaticaEmulatorConfi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
+import math
 import random
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -39,7 +44,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from ml_connector.emulation import Emulator, EmulatorOptions, RateWindow, SessionStore
+from ml_connector.emulation import Emulator, EmulatorOptions, SessionStore
 from ml_connector_acumatica.schemas import dumps
 
 if TYPE_CHECKING:
@@ -83,9 +88,20 @@ class AcumaticaEmulatorConfig:
         client_secret: The OAuth connected application's secret.
         versions: The ``Default`` endpoint versions served.
         requests_per_minute: The licence's request budget per instance (``None``: unlimited).
-            UNCONFIRMED numbers (§8): 100 by default, as the notes suggest.
-        max_concurrent: Requests processed at once; more wait in a queue.
-        queue_limit: Waiting requests beyond this are declined with 429 (§4: 20).
+            UNCONFIRMED numbers (§8): 100 by default, as the notes suggest. Past half of it,
+            requests are delayed, not refused (see :class:`Licence`).
+        max_concurrent: Requests processed at once (the licence's API processing cores); more
+            wait in the queue.
+        queue_limit: A request that finds this many already waiting is declined with 429
+            (§4: "more than 20" in the queue).
+        queue_wait_seconds: A request that has waited this long in the queue is declined with
+            429 (§4: ten minutes).
+        minute_seconds: The length of the budget's "minute" (60; shorter compresses the
+            licence's timings for demos).
+        processing_seconds: How long each request holds a processing core (0: answered at
+            once), so that the concurrency queue fills as it does on a busy instance.
+        sleep: How the emulator waits (delays, processing, the queue's time limit):
+            ``asyncio.sleep`` by default; tests pass one that moves their clock instead.
         max_sessions: The licence's concurrent API users (§4; a trial licence has 2).
         action_polls: How many requests an action stays running for: status polls answer 202
             that often (and other requests of its session fail meanwhile); 0 answers 204 at once.
@@ -106,6 +122,10 @@ class AcumaticaEmulatorConfig:
     requests_per_minute: int | None = 100
     max_concurrent: int = 3
     queue_limit: int = 20
+    queue_wait_seconds: float = 600.0
+    minute_seconds: float = 60.0
+    processing_seconds: float = 0.0
+    sleep: Callable[[float], Awaitable[None]] | None = None
     max_sessions: int = 3
     action_polls: int = 1
     bills: int = 12
@@ -202,6 +222,83 @@ def _parse_value(value: Any) -> Any:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return value
+
+
+#: System fields, written bare (IDG "Representation of a Record in JSON Format"; CSC
+#: ``Entity.cs``: ``id``, ``rowNumber``, ``delete``, ``error``, ``custom``, ``files``; ``_links``
+#: in answers). ``note`` is not one of them: the IDG says to write it "in the same way as any
+#: general field", and CSC's fixtures show ``"note": {"value": ""}``.
+SYSTEM_FIELDS = frozenset({"id", "rowNumber", "delete", "error", "custom", "files", "_links"})
+#: System fields whose value is a scalar, never an object.
+_BARE_SYSTEM_FIELDS = frozenset({"id", "rowNumber", "delete", "error"})
+_WRAPPER_KEYS = frozenset({"value", "error"})
+
+
+def wrapping_problems(record: Any, path: str = "") -> list[tuple[str, str]]:
+    """Where a record sent in a request breaks the JSON rules, as ``(JSON path, problem)``.
+
+    General fields must be wrapped, ``{"value": …}`` (``{}`` is null); linked entities are
+    objects of fields; detail entities are arrays of such objects; system fields are bare
+    (acumatica.md §5, IDG "Representation of a Record in JSON Format").
+    """
+    if not isinstance(record, dict):
+        return [(path or "$", "An entity must be a JSON object.")]
+    problems: list[tuple[str, str]] = []
+    for name, value in record.items():
+        where = f"{path}.{name}" if path else name
+        if name in SYSTEM_FIELDS:
+            if name in _BARE_SYSTEM_FIELDS and isinstance(value, dict | list):
+                problems.append((where, f"'{name}' is a system field: it is written bare."))
+            elif name == "custom":
+                problems += _custom_problems(value, where)
+            continue
+        if isinstance(value, list):  # a detail entity: an array of records
+            for index, row in enumerate(value):
+                problems += wrapping_problems(row, f"{where}[{index}]")
+        elif isinstance(value, dict) and set(value) <= _WRAPPER_KEYS:  # a wrapped value
+            if isinstance(value.get("value"), dict | list):
+                problems.append((where, "A field's value cannot be an object or an array."))
+        elif isinstance(value, dict):  # a linked entity
+            problems += wrapping_problems(value, where)
+        else:
+            problems.append(
+                (
+                    where,
+                    f"Error converting value {json.dumps(value, default=str)} to a field value: "
+                    f"general fields are written as {{\"value\": …}}. Path '{where}'.",
+                )
+            )
+    return problems
+
+
+def _custom_problems(custom: Any, where: str) -> list[tuple[str, str]]:
+    # "custom": {"<View>": {"<Field>": {"type": …, "value": …}}} (IDG, custom fields).
+    views = custom if isinstance(custom, dict) else None
+    if views is None or not all(isinstance(f, dict) for f in views.values()):
+        return [(where, 'Custom fields are written as {"<View>": {"<Field>": {…}}}.')]
+    return [
+        (f"{where}.{view}.{name}", 'A custom field is written as {"type": …, "value": …}.')
+        for view, values in views.items()
+        for name, value in values.items()
+        if not (isinstance(value, dict) and "value" in value)
+    ]
+
+
+def refuse_unwrapped(body: Any, prefix: str = "") -> None:
+    """Answer 400 when a request's record has bare general values.
+
+    UNCONFIRMED: no source shows the real answer to a bare value. The Default endpoint's
+    OpenAPI error model is ASP.NET's ``HttpError`` (``message``, ``modelState``; CSC
+    ``HttpError.cs``), which is how a body that does not bind is refused: 400, "The request is
+    invalid.", and the offending paths in ``modelState``. The client copes with a 400, a 422 or
+    a 500 serialisation error alike (none of them is retried).
+    """
+    problems = wrapping_problems(body, prefix)
+    if problems:
+        state: dict[str, list[str]] = {}
+        for where, message in problems:
+            state.setdefault(where, []).append(message)
+        raise ApiError(_json({"message": "The request is invalid.", "modelState": state}, 400))
 
 
 def unwrap(body: Any) -> Any:
@@ -785,6 +882,163 @@ def _field(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+# --- The licence's request limits --------------------------------------------------------------
+
+
+class Declined(Exception):
+    """The licence declined a request: answered 429, and not counted as processed."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class Licence:
+    """The licence's request limits, applied as Acumatica applies them (acumatica.md §4).
+
+    IDG "License Restrictions for API Users", section by section:
+
+    - Every request (sign-out aside) enters one queue per instance; ``cores`` requests are
+      processed at once and the others wait their turn, in order of arrival.
+    - When a request enters the queue, the requests processed in the past minute (counted back
+      from its arrival) are counted. From half of the per-minute budget on, the request is
+      delayed by the time left until a minute has passed since the first of them, divided by
+      the requests left in the budget (the IDG's example: 25 of 50 processed, the first 40 s
+      ago: 20 s / 25 = 0.8 s). A delayed request waits in the queue.
+    - A request is declined (429) only if the queue holds more than ``queue_limit`` requests
+      (it would be the 21st), or once it has been in the queue for ``queue_wait`` seconds.
+      A declined request is not counted as processed.
+
+    UNCONFIRMED, chosen here: once the whole budget is used (the IDG's division would be by
+    zero), a request waits until the first request of the past minute leaves it. The 429's
+    body and its ``Retry-After`` (see :meth:`retry_after`) are not documented either.
+
+    Args:
+        per_minute: The budget (``None``: no budget, no delays).
+        minute: The budget's window in seconds (60; shorter compresses the timings).
+        cores: Requests processed at once.
+        queue_limit: Requests the queue holds; one more is declined.
+        queue_wait: Seconds a request may wait in the queue before it is declined.
+        clock: The current time in seconds (the emulator's clock).
+        sleep: How to wait a number of seconds (virtual time in tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        per_minute: int | None,
+        minute: float,
+        cores: int,
+        queue_limit: int,
+        queue_wait: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.per_minute = per_minute
+        self.minute = minute
+        self.cores = cores
+        self.queue_limit = queue_limit
+        self.queue_wait = queue_wait
+        self.clock = clock
+        self.sleep = sleep
+        self.waiting = 0
+        self.processing = 0
+        #: Every delay imposed, in seconds, in order (the Statistics tab's "delayed requests").
+        self.delays: list[float] = []
+        #: Why each declined request was declined ("queue full", "waited too long").
+        self.declined: list[str] = []
+        self._hits: list[float] = []  # when each request of the past minute started processing
+        self._turns: list[asyncio.Future[None]] = []  # requests waiting for a core, in order
+
+    def delay(self, now: float) -> float:
+        """The delay of a request entering the queue at ``now`` (0 below half the budget)."""
+        if not self.per_minute:
+            return 0.0
+        self._hits = [t for t in self._hits if t > now - self.minute]
+        processed = len(self._hits)
+        if processed * 2 < self.per_minute:
+            return 0.0
+        time_left = max(0.0, self._hits[0] + self.minute - now)
+        requests_left = self.per_minute - processed
+        return time_left / requests_left if requests_left > 0 else time_left
+
+    def retry_after(self) -> float:
+        """What a 429 says to wait (UNCONFIRMED): until the budget's window has room again."""
+        now = self.clock()
+        live = [t for t in self._hits if t > now - self.minute]
+        if self.per_minute and len(live) * 2 >= self.per_minute:
+            return max(1.0, live[0] + self.minute - now)
+        return 1.0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a processing core for one request, after its delay and its turn in the queue.
+
+        Raises:
+            Declined: The queue was full, or the request waited there too long.
+        """
+        if self.waiting >= self.queue_limit:
+            self.declined.append("queue full")
+            raise Declined("queue full", self.retry_after())
+        arrived = self.clock()
+        deadline = arrived + self.queue_wait
+        self.waiting += 1
+        try:
+            delay = self.delay(arrived)
+            if delay > 0:
+                self.delays.append(delay)
+                await self.sleep(min(delay, self.queue_wait))
+            admitted = delay < self.queue_wait and await self._core(deadline)
+        finally:
+            self.waiting -= 1
+        if not admitted:
+            self.declined.append("waited too long")
+            raise Declined("waited too long", self.retry_after())
+        self._hits.append(self.clock())
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _core(self, deadline: float) -> bool:
+        """Wait for a free core until ``deadline``; whether one was taken."""
+        if self.processing < self.cores and not self._turns:
+            self.processing += 1
+            return True
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turns.append(turn)
+        timer = asyncio.ensure_future(self.sleep(max(0.0, deadline - self.clock())))
+        try:
+            await asyncio.wait({turn, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the request went away (its client hung up): give back its turn
+            timer.cancel()
+            if turn.done():
+                self._release()
+            else:
+                self._leave(turn)
+            raise
+        timer.cancel()
+        if turn.done() and not turn.cancelled():
+            return True  # a core was handed over (also if the time ran out in the same turn)
+        self._leave(turn)
+        return False
+
+    def _leave(self, turn: asyncio.Future[None]) -> None:
+        turn.cancel()
+        if turn in self._turns:
+            self._turns.remove(turn)
+
+    def _release(self) -> None:
+        """Hand the core to the first request waiting for one, or free it."""
+        while self._turns:
+            turn = self._turns.pop(0)
+            if not turn.done():
+                turn.set_result(None)  # the core passes on: processing stays the same
+                return
+        self.processing -= 1
+
+
 # --- The emulator ------------------------------------------------------------------------------
 
 
@@ -822,10 +1076,15 @@ class AcumaticaEmulator(Emulator):
         # UNCONFIRMED: refresh tokens are one-time use (IdentityServer's default), and the
         # chain ends 30 days after the first sign-in (§2).
         self.refresh_tokens = SessionStore(None, lifetime=timedelta(days=30), clock=self.now)
-        self.rate = (
-            RateWindow(config.requests_per_minute, 60.0, clock=lambda: self.now().timestamp())
-            if config.requests_per_minute
-            else None
+        self.sleep = config.sleep or asyncio.sleep
+        self.licence = Licence(
+            per_minute=config.requests_per_minute,
+            minute=config.minute_seconds,
+            cores=config.max_concurrent,
+            queue_limit=config.queue_limit,
+            queue_wait=config.queue_wait_seconds,
+            clock=lambda: self.now().timestamp(),
+            sleep=self.sleep,
         )
         self.tenants = {name: Books() for name in config.tenants}
         self.books = self.tenants[config.tenants[0]]
@@ -837,8 +1096,6 @@ class AcumaticaEmulator(Emulator):
         self._issued: list[tuple[SessionStore, str]] = []
         self._refresh_of: dict[str, str] = {}  # licence session id -> its live refresh token
         self._actions: dict[str, _Action] = {}  # licence session id -> running action
-        self._waiting = 0
-        self._slots: asyncio.Semaphore | None = None
         rng = random.Random(options.seed)  # noqa: S311 - seed data, not cryptography
         _seed(self.books, rng, self.now(), config.bills, config.branch)
 
@@ -920,8 +1177,8 @@ class AcumaticaEmulator(Emulator):
         """
         self.demo = True
         # The demo and the end-to-end benchmarks show the sync at BILL's pace, not the licence's
-        # request budget; the tests of the 429 path keep it (see tests/test_errors.py).
-        self.rate = None
+        # request budget; the tests of the licence's delays keep it (tests/test_licence.py).
+        self.licence.per_minute = None
         self.books = self.tenants[self.config.tenants[0]] = Books()
         rng = random.Random(seed)  # noqa: S311 - seed data, not cryptography
         _seed(self.books, rng, self.now(), bills, self.config.branch)
@@ -1157,6 +1414,16 @@ class AcumaticaEmulator(Emulator):
         return uuid.uuid4().hex
 
     async def _login(self, request: Request) -> Response:
+        # A sign-in is an API request like any other: it waits its turn in the licence's queue,
+        # and the API-user limit is checked when a core takes it (IDG "Limitation of API
+        # Connections"). Logouts skip the queue ("processed immediately").
+        try:
+            async with self.licence.slot():
+                return await self._sign_in(request)
+        except Declined as declined:
+            return self._throttled(declined)
+
+    async def _sign_in(self, request: Request) -> Response:
         try:
             body = await _read_body(request)
             if "tenant" in body and "company" in body:
@@ -1298,44 +1565,41 @@ class AcumaticaEmulator(Emulator):
         session = self._session(request)
         if session is None:
             return Response(b"", 401)  # UNCONFIRMED (§8): empty body
-        if self.rate is not None and not self.rate.allow("instance"):
-            return self._throttled(self.rate.retry_after("instance"))
         segments = [s for s in str(params["rest"]).split("/") if s]
-        busy = self._busy(session, request.method, segments)
-        if busy is not None:
-            return busy
-        if self._waiting >= self.config.queue_limit:
-            return self._throttled(1.0)  # §4: declined when the queue holds more than 20
-        gate = self._gate()
-        self._waiting += 1
         try:
-            await gate.acquire()
-        finally:
-            self._waiting -= 1
-        try:
-            return await self._dispatch(request, session, segments)
-        except ApiError as error:
-            return error.response
-        finally:
-            gate.release()
+            async with self.licence.slot():
+                busy = self._busy(session, request.method, segments)
+                if busy is not None:
+                    return busy
+                try:
+                    response = await self._dispatch(request, session, segments)
+                except ApiError as error:
+                    response = error.response
+                if self.config.processing_seconds > 0:
+                    await self.sleep(self.config.processing_seconds)
+                return response
+        except Declined as declined:
+            return self._throttled(declined)
 
-    def _throttled(self, retry_after: float) -> Response:
+    def _throttled(self, declined: Declined) -> Response:
+        """429: the licence declined the request (§4).
+
+        UNCONFIRMED: the body and Retry-After of a declined request are not documented; the
+        client reads any 429 as throttled and honours a Retry-After when there is one.
+        """
+        why = (
+            "the API request queue is full"
+            if declined.reason == "queue full"
+            else "the request waited in the API request queue for too long"
+        )
         return _json(
             {
                 "message": "API request limit reached",
-                "exceptionMessage": "The number of API requests allowed by the license has "
-                "been exceeded.",
+                "exceptionMessage": f"The request was declined: {why} (license limits).",
             },
             429,
-            {"Retry-After": str(max(1, round(retry_after)))},
+            {"Retry-After": str(max(1, math.ceil(declined.retry_after)))},
         )
-
-    def _gate(self) -> asyncio.Semaphore:
-        # §4: requests over the concurrency limit wait in a queue (created on first use, in
-        # the loop that serves).
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.config.max_concurrent)
-        return self._slots
 
     def _busy(self, session: Session, method: str, segments: list[str]) -> Response | None:
         """While an action runs, the session's other requests fail (§5 "Actions")."""
@@ -1476,6 +1740,7 @@ class AcumaticaEmulator(Emulator):
         writer = writers.get(entity)
         if writer is None:
             return _json({"message": f"The emulator does not write {entity} records."}, 405)
+        refuse_unwrapped(body)
         values = unwrap(body)
         existing = self._existing(books, entity, values)
         if request.headers.get("if-match") == "*" and existing is None:
@@ -1705,7 +1970,11 @@ class AcumaticaEmulator(Emulator):
         body: Mapping[str, Any],
     ) -> Response:
         # Both "entity" (the docs) and "Entity" (seen in production) are accepted (§5).
-        target = unwrap(body.get("entity") or body.get("Entity") or {})
+        name = "entity" if "entity" in body else "Entity"
+        refuse_unwrapped(body.get(name) or {}, name)
+        # Parameters are fields too, wrapped like any other (IDG action examples).
+        refuse_unwrapped(body.get("parameters") or {}, "parameters")
+        target = unwrap(body.get(name) or {})
         record = self._existing(books, entity, target) if isinstance(target, dict) else None
         if record is None:
             raise no_entity()

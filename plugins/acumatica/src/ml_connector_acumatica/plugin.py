@@ -36,6 +36,7 @@ from ml_connector.models import (
     Vendor,
 )
 from ml_connector_acumatica.client import (
+    HTTP_TIMEOUT,
     SYSTEM,
     AcumaticaClient,
     odata_datetimeoffset,
@@ -133,6 +134,10 @@ def describe_plugin() -> PluginDescription:
         settings_model=AcumaticaSettings,
         credentials_model=AcumaticaCredentials,
         # Per-licence numbers are UNCONFIRMED (acumatica.md §8): 3 in flight per instance.
+        # Acumatica queues requests over its concurrency limit and, past half the per-minute
+        # budget, delays each one (§4): more in flight would not go faster, it would only
+        # fill the instance's queue, which every integration shares and which declines
+        # requests past 20 waiting. Slow answers hold a slot until they come (HTTP_TIMEOUT).
         limits=ConcurrencyLimits(max_in_flight=3, scope_setting="instance_url", per_request=True),
         capabilities=frozenset({Capability.DIMENSIONS}),
     )
@@ -145,7 +150,8 @@ async def authenticate(ctx: ConnectionContext) -> AuthResult:
     client = ctx.state.get(_CLIENT)
     if not isinstance(client, AcumaticaClient):
         client = AcumaticaClient(
-            ctx.http_client(settings.instance_url),
+            # Answers may be slow but coming: the licence delays and queues requests (§4).
+            ctx.http_client(settings.instance_url, timeout=HTTP_TIMEOUT),
             settings,
             credentials,
             # A session a killed run left behind is reused or ended first (contract 1.2).

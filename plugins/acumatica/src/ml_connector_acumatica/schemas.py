@@ -188,7 +188,9 @@ def wrap(fields: Mapping[str, Any]) -> dict[str, Any]:
     return wrapped
 
 
-_SYSTEM_FIELDS = frozenset({"id", "rowNumber", "note", "custom", "_links", "files", "delete"})
+#: Fields written bare, never as ``{"value": …}`` (IDG "Representation of a Record in JSON
+#: Format"; CSC ``Entity.cs``). ``note`` is not one: it is written like any general field.
+_SYSTEM_FIELDS = frozenset({"id", "rowNumber", "custom", "_links", "files", "delete", "error"})
 
 
 def _unwrap(value: Any) -> Any:
@@ -446,6 +448,9 @@ class ErrorBody(BaseModel):
     exception_message: str | None = Field(None, alias="exceptionMessage")
     exception_type: str | None = Field(None, alias="exceptionType")
     inner_exception: ErrorBody | None = Field(None, alias="innerException")
+    #: ASP.NET's binding errors, path to messages (``HttpError.modelState``, CSC): how a body
+    #: that cannot be read (e.g. a bare value where ``{"value": …}`` belongs) is refused.
+    model_state: dict[str, Any] | None = Field(None, alias="modelState")
 
     def innermost(self) -> ErrorBody:
         """The deepest ``innerException``: the one that says what really went wrong."""
@@ -462,6 +467,20 @@ class ErrorBody(BaseModel):
             parts += [p for p in (body.message, body.exception_message, body.exception_type) if p]
             body = body.inner_exception
         return " ".join(parts)
+
+    def binding_errors(self) -> list[tuple[str, str]]:
+        """``modelState`` as ``(field path, message)``, paths as ``Details.0.Account``.
+
+        ASP.NET names them after the action's parameter and in C# style
+        (``entity.Details[0].Account``); the parameter name is dropped.
+        """
+        found: list[tuple[str, str]] = []
+        for key, messages in (self.model_state or {}).items():
+            path = re.sub(r"\[(\d+)\]", r".\1", key)
+            path = re.sub(r"^(?:entity|Entity)\.", "", path)
+            listed = messages if isinstance(messages, list) else [messages]
+            found += [(path, str(m)) for m in listed or [""]]
+        return found
 
 
 def served_endpoints(listing: Any) -> list[str]:

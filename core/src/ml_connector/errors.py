@@ -84,6 +84,10 @@ class InvalidRecordError(ConnectorError):
         field: The offending field as a dotted path, e.g. ``"lines.2.account_id"``.
         reason: What is wrong, in words an AP clerk understands.
         system: The system that found the problem, if a remote one did.
+        correlation_id: That system's request or correlation id, kept for support tickets.
+
+    .. versionchanged:: 1.2
+        ``correlation_id``.
     """
 
     def __init__(
@@ -94,7 +98,9 @@ class InvalidRecordError(ConnectorError):
         reason: str,
         *,
         system: str | None = None,
+        correlation_id: str | None = None,
     ) -> None:
+        self.correlation_id = correlation_id
         self.record_type = record_type
         self.record_id = record_id
         self.field = field

@@ -76,6 +76,7 @@ async def test_every_error_shape_maps_onto_the_core_tree(
             "payable", "101:INV-7", "APInvDtl.InvoiceLine",
         )  # fmt: skip
         assert error.reason == "Line is closed. (correlation id abc-123)"
+        assert error.correlation_id == "abc-123", "kept for the exception row's own column"
 
 
 async def test_a_business_error_names_the_record_the_field_and_the_correlation_id() -> None:
@@ -95,6 +96,8 @@ async def test_a_business_error_names_the_record_the_field_and_the_correlation_i
     assert error.field == "APTran.DocTranAmt"
     assert "exceeds the invoice balance 100.00" in error.reason
     assert UUID.search(error.reason), error.reason
+    assert error.correlation_id is not None
+    assert error.correlation_id in error.reason
     assert emu.books.checks == {}
 
 

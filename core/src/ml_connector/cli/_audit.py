@@ -11,11 +11,24 @@ from ml_connector.cli._output import echo_json, echo_table
 from ml_connector.store import ObjectType, list_audit_events
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
     from ml_connector.store import AuditEventRow
 
-__all__ = ["audit_json", "register"]
+__all__ = ["CORRELATION", "audit_json", "register", "with_correlation"]
 
 COLUMNS = ("at", "run", "type", "source_id", "sink_id", "action", "outcome", "error")
+#: The column of the failing system's request id, shown when an event listed has one.
+CORRELATION = "correlation_id"
+
+
+def with_correlation(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``columns``, with :data:`CORRELATION` before ``error`` if any row has a correlation id."""
+    shown = list(columns)
+    if any(row.get(CORRELATION) for row in rows):
+        at = shown.index("error") if "error" in shown else len(shown)
+        shown.insert(at, CORRELATION)
+    return shown
 
 
 def audit_json(event: AuditEventRow) -> dict[str, Any]:
@@ -30,6 +43,7 @@ def audit_json(event: AuditEventRow) -> dict[str, Any]:
         "action": event.action,
         "outcome": event.outcome,
         "error": event.error,
+        "correlation_id": event.correlation_id,
         "payload_digest": event.payload_digest,
         "plugin_versions": event.plugin_versions,
     }
@@ -74,7 +88,8 @@ def audit(
     """Show the audit trail of CONNECTION, newest first.
 
     Each event says what happened to one record (fetched, created, updated, skipped_unchanged,
-    failed, …), in which run, and the sink id it got. --json adds the content digest and the
+    failed, …), in which run, and the sink id it got; a failure a system answered shows its
+    correlation (request) id for a support ticket. --json adds the content digest and the
     plugin versions that did the work.
     """
     connection_id = app.store.get_connection(connection).id
@@ -90,4 +105,5 @@ def audit(
     if as_json:
         echo_json([audit_json(e) for e in events])
         return
-    echo_table([audit_row(e) for e in events], COLUMNS, "No audit events match.")
+    rows = [audit_row(e) for e in events]
+    echo_table(rows, with_correlation(COLUMNS, rows), "No audit events match.")

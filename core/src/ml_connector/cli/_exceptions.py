@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ml_connector.cli._app import AppContext, pass_app
-from ml_connector.cli._audit import audit_row
+from ml_connector.cli._audit import CORRELATION, audit_row, with_correlation
 from ml_connector.cli._output import echo_json, echo_table
 from ml_connector.store import (
     ExceptionStatus,
@@ -61,6 +61,7 @@ def exception_json(item: ExceptionItemRow, connection: str) -> dict[str, Any]:
         "reason": item.reason,
         "status": item.status,
         "attempts": item.attempts,
+        "correlation_id": item.correlation_id,
         "run": item.run_id,
         "payload_digest": item.payload_digest,
         "first_seen": item.first_seen.isoformat(),
@@ -108,7 +109,10 @@ def list_(app: AppContext, connection: str | None, status: str | None, as_json: 
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @pass_app
 def show(app: AppContext, item_id: int, as_json: bool) -> None:
-    """Show exception ID, with the latest audit events of its record."""
+    """Show exception ID, with the latest audit events of its record.
+
+    A failure a system answered shows its correlation (request) id, for a support ticket.
+    """
     with app.store.session(read_only=True) as session:
         item, connection = get_exception(session, item_id)
         events = list_audit_events(
@@ -124,12 +128,15 @@ def show(app: AppContext, item_id: int, as_json: bool) -> None:
         return
     width = max(len(key) for key in data)
     for key, value in data.items():
+        if key == CORRELATION and value is None:
+            continue  # a line only when a system gave one
         click.echo(f"{key.ljust(width)}  {'' if value is None else value}")
     click.echo("")
     click.echo("recent audit events of this record:")
+    rows = [audit_row(e) for e in events]
     echo_table(
-        [audit_row(e) for e in events],
-        ("at", "run", "action", "outcome", "sink_id", "error"),
+        rows,
+        with_correlation(("at", "run", "action", "outcome", "sink_id", "error"), rows),
         "  (none)",
     )
 

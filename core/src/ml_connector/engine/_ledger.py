@@ -46,6 +46,7 @@ from ml_connector.store import (
     WriteIntentRow,
     WriteTransaction,
 )
+from ml_connector.store._tables import CORRELATION_ID_MAX
 from ml_connector.store._types import utcnow
 
 if TYPE_CHECKING:
@@ -55,14 +56,53 @@ if TYPE_CHECKING:
 
     from ml_connector.store import Store
 
-__all__ = ["AuditRecord", "Ledger"]
+__all__ = ["AuditRecord", "Ledger", "correlation_id_of", "storable_correlation_id"]
 
 _UNRESOLVED = (ExceptionStatus.OPEN.value, ExceptionStatus.RETRYING.value)
 
 
+def storable_correlation_id(value: object) -> str | None:
+    """A system's correlation id as the store keeps it, or ``None`` if there is none.
+
+    Kept as the system gave it (it is a request id, not a secret), trimmed of surrounding
+    white space, made storable UTF-8 and cut to the column's length.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    # A lone surrogate (a plugin decoding a header badly) cannot be stored.
+    text = text.encode("utf-8", "backslashreplace").decode()
+    return text[:CORRELATION_ID_MAX]
+
+
+def correlation_id_of(error: BaseException | None) -> str | None:
+    """The correlation id a system gave with ``error``, or with the error it was raised from.
+
+    :class:`~ml_connector.errors.UpstreamError` carries one; an error the engine or a plugin
+    raises from it (``UndecidedWriteError``, an ``InvalidRecordError`` made from a system's
+    answer) keeps it as its cause, so the chain is followed the way a traceback shows it.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        found = storable_correlation_id(getattr(error, "correlation_id", None))
+        if found is not None:
+            return found
+        cause = error.__cause__
+        if cause is None and not error.__suppress_context__:
+            cause = error.__context__
+        error = cause
+    return None
+
+
 @dataclass(frozen=True)
 class AuditRecord:
-    """One audit event before it is written."""
+    """One audit event before it is written.
+
+    ``correlation_id`` is the failing system's request id (see :func:`correlation_id_of`).
+    """
 
     object_type: str
     action: str
@@ -71,6 +111,7 @@ class AuditRecord:
     sink_id: str | None = None
     error: str | None = None
     payload_digest: str | None = None
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -502,13 +543,17 @@ class Ledger:
         payload_digest: str | None,
         *,
         retry: bool = False,
+        correlation_id: str | None = None,
     ) -> None:
         """Put a record in the exception queue (one entry per record) and audit the failure.
 
         With ``retry`` the entry is ``retrying``: the next run re-drives it by itself, as if an
         operator had sent it back (for records that wait on something the engine resolves).
+        ``correlation_id`` is the failing system's request id (:func:`correlation_id_of`); it
+        goes on the entry and its audit event, replacing the one of an earlier failure.
         """
         now = utcnow()
+        correlation_id = storable_correlation_id(correlation_id)
         with self._waiting() as waiting, self.store.session() as session:
             transaction = WriteTransaction.within(session.connection())
             self._rows(waiting).execute(transaction)
@@ -529,6 +574,7 @@ class Ledger:
             row.status = (ExceptionStatus.RETRYING if retry else ExceptionStatus.OPEN).value
             row.last_seen = now
             row.attempts += 1
+            row.correlation_id = correlation_id
             session.add(row)
             failed = AuditRecord(
                 object_type=object_type,
@@ -537,6 +583,7 @@ class Ledger:
                 outcome="exception_queued",
                 error=reason if field_path is None else f"{field_path}: {reason}",
                 payload_digest=payload_digest,
+                correlation_id=correlation_id,
             )
             statements.insert_audit(transaction, [self._audit_values(failed, now)])
         self._unresolved_ids(object_type).add(source_id)
@@ -621,6 +668,7 @@ class Ledger:
             "error": record.error,
             "payload_digest": record.payload_digest,
             "plugin_versions": self._versions_json,
+            "correlation_id": storable_correlation_id(record.correlation_id),
         }
 
     def audit(self, record: AuditRecord) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ml_connector.engine._context import as_record_error, task_group
 from ml_connector.engine._fingerprint import fingerprint
-from ml_connector.engine._ledger import AuditRecord
+from ml_connector.engine._ledger import AuditRecord, correlation_id_of
 from ml_connector.engine._lookups import payment_lookup
 from ml_connector.errors import (
     AuthenticationError,
@@ -110,6 +110,7 @@ class PaymentSync:
                     raise
                 except Exception as exc:  # one record's failure stops nothing else
                     key = posting_key(payment.sink_id, application.bill_sink_id)
+                    correlation_id = correlation_id_of(exc)
                     if not isinstance(exc, ConnectorError):
                         exc = as_record_error(exc, f"payment {key}")
                     field = exc.field if isinstance(exc, InvalidRecordError) else None
@@ -121,6 +122,7 @@ class PaymentSync:
                         reason,
                         fingerprint(payment),
                         retry=isinstance(exc, _WaitsForBill),
+                        correlation_id=correlation_id,
                     )
                     run.count("payments_failed")
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ml_connector.engine._context import task_group
-from ml_connector.engine._ledger import AuditRecord
+from ml_connector.engine._ledger import AuditRecord, correlation_id_of
 from ml_connector.errors import AuthenticationError, BudgetExhaustedError, ConnectorError
 from ml_connector.models import PaymentPosting, Vendor
 from ml_connector.store import ObjectType
@@ -54,6 +54,7 @@ _AT_ONCE = 8
 @dataclass(frozen=True)
 class _Undecidable:
     reason: str
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,18 @@ class IntentSweep:
             except (AuthenticationError, BudgetExhaustedError):
                 raise
             except (ConnectorError, ValidationError) as exc:
-                outcome = _Undecidable(f"the look-up failed: {exc}")
+                outcome = _Undecidable(f"the look-up failed: {exc}", correlation_id_of(exc))
         if isinstance(outcome, _Undecidable):
             log.warning("%s %s: open write intent left undecided: %s", kind, source_id, outcome)
             ledger.audit(
-                AuditRecord(kind, "intent_undecided", "open", source_id, error=outcome.reason)
+                AuditRecord(
+                    kind,
+                    "intent_undecided",
+                    "open",
+                    source_id,
+                    error=outcome.reason,
+                    correlation_id=outcome.correlation_id,
+                )
             )
             run.count("intents_undecided")
             return False

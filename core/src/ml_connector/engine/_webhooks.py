@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from sqlmodel import col, select
 
 from ml_connector.engine._context import RunContext
+from ml_connector.engine._ledger import correlation_id_of
 from ml_connector.engine._payments import PaymentSync
 from ml_connector.errors import InvalidRecordError, WebhookVerificationError
 from ml_connector.models import WebhookBatch, WebhookSubscription
@@ -251,6 +252,7 @@ class WebhookReceiver:
             _storable(error.field, _MAX_ID),
             _storable(f"signed webhook delivery not used: {error.reason}", _MAX_REASON) or "",
             digest,
+            correlation_id=correlation_id_of(error),
         )
         return source_id
 

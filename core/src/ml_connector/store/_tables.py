@@ -32,6 +32,7 @@ from sqlmodel import Field, SQLModel
 from ml_connector.store._types import RowId, UtcDateTime, utcnow
 
 __all__ = [
+    "CORRELATION_ID_MAX",
     "AccountMappingRow",
     "AuditEventRow",
     "ConnectionRow",
@@ -68,6 +69,9 @@ _CONNECTION_FK = "connection.id"
 _SHORT = 64  # system keys, streams, kinds, content versions
 _ID = 255  # ids in remote systems
 _DIGEST = 64  # SHA-256 hex
+#: A remote system's request or correlation id (``UpstreamError.correlation_id``), as long as the
+#: store keeps it: the engine cuts longer ones (``engine/_ledger.py``).
+CORRELATION_ID_MAX = 200
 
 
 class ObjectType(StrEnum):
@@ -238,6 +242,8 @@ class AuditEventRow(StoreTable, table=True):
     ``action`` is e.g. ``fetched``, ``mapped``, ``skipped_unchanged``, ``created``, ``updated``,
     ``payment_recorded`` or ``failed``. ``payload_digest`` identifies the exact content without
     storing it; ``plugin_versions`` maps system keys to the plugin versions that did the work.
+    ``correlation_id`` is the request id the failing system gave (see
+    :attr:`ml_connector.errors.UpstreamError.correlation_id`), for a support ticket.
     """
 
     __tablename__ = "audit_event"
@@ -260,6 +266,7 @@ class AuditEventRow(StoreTable, table=True):
     error: str | None = Field(default=None, sa_type=Text)
     payload_digest: str | None = Field(default=None, sa_type=String(_DIGEST))
     plugin_versions: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    correlation_id: str | None = Field(default=None, sa_type=String(CORRELATION_ID_MAX))
 
 
 class ExceptionItemRow(StoreTable, table=True):
@@ -267,6 +274,7 @@ class ExceptionItemRow(StoreTable, table=True):
 
     One entry per record (``connection_id``, ``object_type``, ``source_id``): seeing the record
     fail again updates ``last_seen`` and ``attempts`` instead of adding a row.
+    ``correlation_id`` is the request id of the latest failure's system answer, if it gave one.
     """
 
     __tablename__ = "exception_item"
@@ -289,6 +297,7 @@ class ExceptionItemRow(StoreTable, table=True):
     first_seen: datetime = _created()
     last_seen: datetime = _created()
     attempts: int = Field(default=1, sa_type=Integer)
+    correlation_id: str | None = Field(default=None, sa_type=String(CORRELATION_ID_MAX))
 
 
 class AccountMappingRow(StoreTable, table=True):

@@ -15,6 +15,9 @@ a seeded generator; nothing depends on wall-clock luck.
 
 Call numbers count *admitted* calls of one hook (calls the cap refused are not numbered), and a
 rule's ``on_call`` counts from the moment the rule is added: ``on_call=1`` is the next call.
+
+Every error raised carries a correlation id, as a real system's request id would:
+``"<system>:<hook>:<n>"``, ``n`` counting the calls of the hook received (:attr:`Faults.calls`).
 """
 
 from __future__ import annotations
@@ -240,6 +243,7 @@ class Faults:
                 system=self.system,
                 status=429,
                 code=self.throttle_code,
+                correlation_id=self.correlation_id(hook),
             )
         self.in_flight += 1
         self._admitted[hook] += 1
@@ -274,6 +278,7 @@ class Faults:
                 f"injected fault: {hook} was applied but its response was lost",
                 system=self.system,
                 status=502,
+                correlation_id=self.correlation_id(hook),
             )
 
     def error(
@@ -281,6 +286,7 @@ class Faults:
     ) -> UpstreamError:
         """Build the error a scripted failure of ``kind`` raises."""
         message = f"injected fault: {kind.value} on {hook}"
+        correlation_id = self.correlation_id(hook)
         if kind is FaultKind.THROTTLED:
             return ThrottledError(
                 message,
@@ -288,14 +294,27 @@ class Faults:
                 system=self.system,
                 status=429,
                 code=self.throttle_code,
+                correlation_id=correlation_id,
             )
         if kind is FaultKind.TRANSIENT:
-            return TransientError(message, system=self.system, status=503)
+            return TransientError(
+                message, system=self.system, status=503, correlation_id=correlation_id
+            )
         if kind is FaultKind.SESSION_EXPIRED:
             return SessionExpiredError(
-                message, system=self.system, status=401, code=self.session_code
+                message,
+                system=self.system,
+                status=401,
+                code=self.session_code,
+                correlation_id=correlation_id,
             )
-        return AuthenticationError(message, system=self.system, status=401)
+        return AuthenticationError(
+            message, system=self.system, status=401, correlation_id=correlation_id
+        )
+
+    def correlation_id(self, hook: str) -> str:
+        """The request id the fake gives the current call of ``hook`` (its latest received)."""
+        return f"{self.system}:{hook}:{self.calls[hook]}"
 
     # --- Internals -----------------------------------------------------------------------------
 

@@ -570,7 +570,12 @@ class EpicorClient:
             detail = body.ErrorDetails[0] if body and body.ErrorDetails else None
             column = ".".join(p for p in (detail.Table, detail.Field) if p) if detail else None
             return InvalidRecordError(
-                record[0], record[1], column or None, f"{text}{note}", system=SYSTEM
+                record[0],
+                record[1],
+                column or None,
+                f"{text}{note}",
+                system=SYSTEM,
+                correlation_id=correlation,
             )
         return UpstreamError(f"{where}{text}{note}", code=error_type or None, **kwargs)
 

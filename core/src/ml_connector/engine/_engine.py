@@ -13,11 +13,11 @@ from ml_connector.default_account_matcher import ACCOUNT_KIND, match_catalogs
 from ml_connector.description import Capability
 from ml_connector.engine import _payables, _payments
 from ml_connector.engine._context import RunContext, RunObserver, SyncOptions, task_group
-from ml_connector.engine._ledger import AuditRecord, Ledger
+from ml_connector.engine._ledger import AuditRecord, Ledger, correlation_id_of
 from ml_connector.engine._limits import LimiterPool
 from ml_connector.engine._mapping import AccountCoder
 from ml_connector.engine._sweep import IntentSweep
-from ml_connector.errors import ConnectorError
+from ml_connector.errors import ConnectorError, InvalidRecordError
 from ml_connector.models import AccountCatalog, AccountMapping, ChangeWindow, MappingMethod
 from ml_connector.store import ObjectType, RunStatus
 
@@ -285,24 +285,36 @@ class SyncEngine:
         run = self.run_context
         for item in self.ledger.retrying_exceptions():
             run.count("exceptions_retried")
-            if item.object_type == ObjectType.BILL.value:
-                source_id = item.source_id
-                payable = await run.source_read(lambda s=source_id: run.source.get_payable(s))  # type: ignore[misc]
-                if payable is not None:
-                    await payables.sync_one(payable)
-                    continue
-                reason = f"the source no longer has payable {source_id}"
-            elif item.object_type == ObjectType.PAYMENT.value:
-                payment_id = _payments.payment_id_of(item.source_id)
-                payment = await run.sink_read(lambda p=payment_id: run.sink.get_payment(p))  # type: ignore[misc]
-                if payment is not None:
-                    await payments.sync_one(payment)
-                    continue
-                reason = f"the sink no longer has payment {payment_id}"
-            else:
-                reason = f"{item.object_type} records cannot be retried on their own"
+            field_path: str | None = None
+            correlation_id: str | None = None
+            try:
+                if item.object_type == ObjectType.BILL.value:
+                    source_id = item.source_id
+                    payable = await run.source_read(lambda s=source_id: run.source.get_payable(s))  # type: ignore[misc]
+                    if payable is not None:
+                        await payables.sync_one(payable)
+                        continue
+                    reason = f"the source no longer has payable {source_id}"
+                elif item.object_type == ObjectType.PAYMENT.value:
+                    payment_id = _payments.payment_id_of(item.source_id)
+                    payment = await run.sink_read(lambda p=payment_id: run.sink.get_payment(p))  # type: ignore[misc]
+                    if payment is not None:
+                        await payments.sync_one(payment)
+                        continue
+                    reason = f"the sink no longer has payment {payment_id}"
+                else:
+                    reason = f"{item.object_type} records cannot be retried on their own"
+            except InvalidRecordError as exc:
+                # The system still refuses the record as it reads it (e.g. the source rejects
+                # its totals): back to the queue with the new reason, and the run goes on.
+                field_path, reason, correlation_id = exc.field, exc.reason, correlation_id_of(exc)
             self.ledger.add_exception(
-                item.object_type, item.source_id, None, reason, item.payload_digest
+                item.object_type,
+                item.source_id,
+                field_path,
+                reason,
+                item.payload_digest,
+                correlation_id=correlation_id,
             )
 
     # --- Replay ------------------------------------------------------------------------------
@@ -315,7 +327,19 @@ class SyncEngine:
     async def _replay_payable(self, source_id: str) -> dict[str, Any]:
         run = self.run_context
         coder = await self.sync_accounts()
-        payable = await run.source_read(lambda: run.source.get_payable(source_id))
+        try:
+            payable = await run.source_read(lambda: run.source.get_payable(source_id))
+        except InvalidRecordError as exc:
+            # Say it where the clerk looks, too: the queue entry gets the current reason.
+            self.ledger.add_exception(
+                ObjectType.BILL.value,
+                source_id,
+                exc.field,
+                exc.reason,
+                None,
+                correlation_id=correlation_id_of(exc),
+            )
+            raise
         if payable is None:
             raise ConnectorError(f"the source has no payable {source_id}")
         payables = _payables.PayableSync(run, coder)

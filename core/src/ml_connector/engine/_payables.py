@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from ml_connector.description import Capability
 from ml_connector.engine._context import SingleFlight, as_record_error, task_group
 from ml_connector.engine._fingerprint import canonical_json, digest
-from ml_connector.engine._ledger import AuditRecord
+from ml_connector.engine._guards import check_payable
+from ml_connector.engine._ledger import AuditRecord, correlation_id_of
 from ml_connector.engine._lookups import bill_lookup
 from ml_connector.engine._vendors import VendorSync
 from ml_connector.errors import (
@@ -212,6 +213,7 @@ class PayableSync:
             ledger.audit(AuditRecord(_BILL, "skipped_ignored", "ok", payable.source_id))
             run.count("bills_ignored")
             return None
+        check_payable(payable)  # accounting guards, before any write (engine/_guards.py)
         lines = self._coder.code(payable)
         vendor_id = await self._vendors.ensure(payable.vendor)
         draft = BillDraft(payable=payable, vendor_sink_id=vendor_id, lines=lines)
@@ -348,6 +350,11 @@ class PayableSync:
         if isinstance(exc, InvalidRecordError) and exc.record_type != _PAYABLE:
             reason = f"{exc.record_type} {exc.record_id}: {reason}"
         self._run.ledger.add_exception(
-            _BILL, payable.source_id, field, reason, content_digest(payable)
+            _BILL,
+            payable.source_id,
+            field,
+            reason,
+            content_digest(payable),
+            correlation_id=correlation_id_of(exc),
         )
         self._run.count("bills_failed")

@@ -1,5 +1,8 @@
 """The conformance suite's rules: stable names, one way to fail, and the money arithmetic.
 
+The money arithmetic (:func:`minor_units`, :func:`decimal_places`) is
+:mod:`ml_connector.money`'s, re-exported here.
+
 Every failure of the suite starts with the rule it breaks in brackets, then the record and the
 field when there is one: ``[money-precision] payable AP-7, field lines.0.amount: …``. The names
 are stable: a plugin's CI may grep for them, and the guide and the release check quote them.
@@ -8,11 +11,14 @@ are stable: a plugin's CI may grep for them, and the guide and the release check
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+
+# The money arithmetic lives in the core (the engine's guards use it too); re-exported here so
+# the suite and the tests that import it from this module keep working.
+from ml_connector.money import decimal_places, minor_units
 
 if TYPE_CHECKING:
     from ml_connector.models import RejectedRecord
@@ -49,8 +55,8 @@ RULES: Mapping[str, str] = MappingProxyType(
         "orders) are never among a page's items.",
         "money-precision": "Line amounts and totals have no more decimal places than the "
         "currency's minor units (ISO 4217).",
-        "money-sign": "Every payable's total is positive: a zero or negative document is a "
-        "credit, not a bill to pay.",
+        "money-sign": "Every bill seeded ready to pay has a positive total: no sign turned; "
+        "credit documents are left out by type or rejected naming the field.",
         "read-without-rejection": "A well-formed, ready record is read, never rejected.",
         "exactly-once-across-pages": "In a window nothing changes during, every ready record "
         "comes back exactly once, and paging ends.",
@@ -113,34 +119,3 @@ def rejections(rejected: Sequence[RejectedRecord], *, limit: int = 5) -> str:
     )
     more = f" (and {len(rejected) - limit} more)" if len(rejected) > limit else ""
     return f"the plugin rejected {len(rejected)} record(s): {shown}{more}"
-
-
-# ISO 4217 currencies whose minor unit is not the cent; every other code has 2 decimal places.
-_THREE_PLACES = ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND")
-_NO_PLACES = (
-    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
-    "VUV", "XAF", "XOF", "XPF",
-)  # fmt: skip
-_MINOR_UNITS: Mapping[str, int] = MappingProxyType(
-    {**dict.fromkeys(_THREE_PLACES, 3), **dict.fromkeys(_NO_PLACES, 0)}
-)
-
-
-def minor_units(currency: str) -> int:
-    """The decimal places of a currency's minor unit (ISO 4217): 2 unless the table says 0 or 3."""
-    return _MINOR_UNITS.get(currency.upper(), 2)
-
-
-def decimal_places(amount: Decimal) -> int:
-    """How many decimal places an amount needs: ``Decimal("12.50")`` 1, ``Decimal(0.1)`` 55.
-
-    Trailing zeros do not count (``12.500`` is an exact 12.50), digits a float left do.
-    """
-    _, digits, exponent = amount.as_tuple()
-    if not isinstance(exponent, int) or exponent >= 0:
-        return 0
-    text = "".join(str(d) for d in digits)
-    if not text.strip("0"):
-        return 0  # zero, however written
-    trailing = len(text) - len(text.rstrip("0"))
-    return max(0, -exponent - trailing)

@@ -35,7 +35,9 @@ The rules, by their stable names (both suites, then source, then sink):
 - ``money-precision``: every line amount and total has no more decimal places than its
   currency's minor units (ISO 4217: 2, or 0 for JPY, 3 for KWD, …): a ``Decimal(0.1)`` built from
   a float shows up here. Quantities and unit prices are exempt.
-- ``money-sign``: every payable's total is positive; a zero or negative document is a credit.
+- ``money-sign``: every payable read for a bill seeded ready to pay has a positive total (a sign
+  turned by a debit/credit convention shows here); a credit document is left out by its type or
+  rejected naming the field, and the engine's own guard queues any that comes through.
 - ``read-without-rejection``: a well-formed ready record is never put in ``rejected``.
 - ``exactly-once-across-pages``: in a window nothing changes during, every ready record comes back
   exactly once; a plugin that does not move on with its page token fails fast.
@@ -648,8 +650,9 @@ class SourcePluginSuite(_SuiteBase):
             if payable.total <= 0:
                 fail(
                     "money-sign",
-                    f"total {payable.total} {payable.currency}: a zero or negative document is "
-                    f"a credit or a void, not a bill to pay; leave it out of the listing",
+                    f"total {payable.total} {payable.currency} for a bill seeded ready to pay: "
+                    f"a sign turned (debit and credit conventions)? A credit document is not "
+                    f"a bill: leave it out by its type, or reject it naming the field",
                     record=payable.source_id,
                     field="total",
                 )

@@ -57,12 +57,14 @@ from ml_connector.emulation import (
 )
 from ml_connector_bill.schemas import (
     BULK_BILLS_LIMIT,
+    DESCRIPTION_MAX,
     IDEMPOTENCY_HEADER,
     MAX_IN_FLIGHT,
     PAGE_MAX,
     REQUESTS_PER_HOUR,
     SIGNATURE_HEADER,
     SYSTEM,
+    VENDOR_NAME_MAX,
     dumps,
     loads,
     sign,
@@ -910,9 +912,9 @@ class BillEmulator(Emulator):
             raise self._invalid("vendor", "must be a JSON object")
         name = body.get("name")
         if (create or "name" in body) and (
-            not isinstance(name, str) or not 1 <= len(name.strip()) <= 100
+            not isinstance(name, str) or not 1 <= len(name.strip()) <= VENDOR_NAME_MAX
         ):
-            raise self._invalid("name", "must be 1-100 characters")
+            raise self._invalid("name", f"must be 1-{VENDOR_NAME_MAX} characters")
         address = body.get("address")
         if create or "address" in body:
             if not isinstance(address, dict):
@@ -979,6 +981,19 @@ class BillEmulator(Emulator):
             raise self._invalid(where, "must be a number")
         return Decimal(value)
 
+    def _check_description(self, value: Any, where: str) -> None:
+        """A bill's or line's ``description``: text of at most 4000 characters (bill.md §5).
+
+        Refused whole, never stored cut, so a client that sends too much sees it. UNCONFIRMED:
+        BILL's code and wording for it (bill.md §3: 400, a BDC code, ``field: message``).
+        """
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise self._invalid(where, "must be a string")
+        if len(value) > DESCRIPTION_MAX:
+            raise self._invalid(where, f"must be at most {DESCRIPTION_MAX} characters")
+
     def _check_line(
         self, line: Any, index: int, old: Mapping[str, dict[str, Any]]
     ) -> dict[str, Any]:
@@ -993,9 +1008,7 @@ class BillEmulator(Emulator):
             )
         else:
             raise self._invalid(f"{where}.amount", "must not be null")
-        description = line.get("description")
-        if description is not None and len(str(description)) > 4000:
-            raise self._invalid(f"{where}.description", "must be at most 4000 characters")
+        self._check_description(line.get("description"), f"{where}.description")
         classifications = line.get("classifications") or {}
         if not isinstance(classifications, dict):
             raise self._invalid(f"{where}.classifications", "must be a JSON object")
@@ -1041,8 +1054,7 @@ class BillEmulator(Emulator):
         if refused is not None:
             raise self._invalid(*refused)
         description = body.get("description")
-        if description is not None and len(str(description)) > 4000:
-            raise self._invalid("description", "must be at most 4000 characters")
+        self._check_description(description, "description")
         lines = body.get("billLineItems")
         if not isinstance(lines, list) or not lines:
             raise self._invalid("billLineItems", "at least one line item is required")

@@ -48,10 +48,12 @@ from ml_connector.models import (
 from ml_connector_bill.client import BillClient, RecordRef, bill_time, quoted
 from ml_connector_bill.schemas import (
     BULK_BILLS_LIMIT,
+    DESCRIPTION_MAX,
     MAX_IN_FLIGHT,
     REQUESTS_PER_HOUR,
     SIGNATURE_HEADER,
     SYSTEM,
+    VENDOR_NAME_MAX,
     BillCredentials,
     BillSettings,
     WireBill,
@@ -298,11 +300,21 @@ def vendor_body(vendor: Vendor) -> dict[str, Any]:
     """A vendor as BILL's create/update body (bill.md §5).
 
     Raises:
-        InvalidRecordError: The vendor has no address, which BILL requires.
+        InvalidRecordError: The vendor has no address, which BILL requires, or a name longer
+            than BILL accepts (never cut: a shortened name could match another vendor).
     """
     if vendor.address is None:
         raise InvalidRecordError(
             "vendor", vendor.source_id, "address", "BILL requires a vendor address", system=SYSTEM
+        )
+    if len(vendor.name) > VENDOR_NAME_MAX:
+        raise InvalidRecordError(
+            "vendor",
+            vendor.source_id,
+            "name",
+            f"the name is {len(vendor.name)} characters; BILL accepts at most {VENDOR_NAME_MAX} "
+            "(the connector never cuts it): shorten it in the ERP",
+            system=SYSTEM,
         )
     address = vendor.address
     return _compact(
@@ -365,11 +377,30 @@ async def upsert_vendor(
 # --- Bills ---------------------------------------------------------------------------------------
 
 
+def _check_length(payable_id: str, field: str, text: str, what: str) -> None:
+    """Refuse text longer than BILL accepts: cutting it would change the record in silence."""
+    if len(text) > DESCRIPTION_MAX:
+        raise InvalidRecordError(
+            "payable",
+            payable_id,
+            field,
+            f"the {what} is {len(text)} characters; BILL accepts at most {DESCRIPTION_MAX} "
+            "(the connector never cuts it): shorten it in the ERP",
+            system=SYSTEM,
+        )
+
+
 def bill_body(draft: BillDraft) -> dict[str, Any]:
     """A mapped payable as BILL's bill body: invoice nested, ``dueDate`` top level (bill.md §5).
 
+    Text is sent whole or not at all: a description (of the bill or of a line) longer than BILL
+    accepts (:data:`~ml_connector_bill.schemas.DESCRIPTION_MAX`) refuses the draft before anything
+    is sent, so the payable goes to the exception queue with the field named.
+
     Raises:
-        InvalidRecordError: A line is coded to a dimension BILL has no classification for.
+        InvalidRecordError: A line is coded to a dimension BILL has no classification for, or a
+            description is longer than BILL accepts (field ``description`` or
+            ``lines.N.description``).
     """
     payable = draft.payable
     lines = []
@@ -388,9 +419,13 @@ def bill_body(draft: BillDraft) -> dict[str, Any]:
             classifications[key] = sink_id
         item: dict[str, Any] = {"amount": line.amount, "classifications": classifications}
         if line.description:
-            item["description"] = line.description[:4000]
+            _check_length(
+                payable.source_id, f"lines.{i}.description", line.description, "line description"
+            )
+            item["description"] = line.description
         lines.append(item)
     description = payable.description or f"ERP document {payable.document_number}"
+    _check_length(payable.source_id, "description", description, "description")
     return {
         "vendorId": draft.vendor_sink_id,
         "invoice": {
@@ -398,7 +433,7 @@ def bill_body(draft: BillDraft) -> dict[str, Any]:
             "invoiceDate": payable.invoice_date.isoformat(),
         },
         "dueDate": payable.due_date.isoformat(),
-        "description": description[:4000],
+        "description": description,
         "billLineItems": lines,
     }
 

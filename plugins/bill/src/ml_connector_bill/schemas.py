@@ -34,6 +34,7 @@ from pydantic import (
 
 __all__ = [
     "BULK_BILLS_LIMIT",
+    "DESCRIPTION_MAX",
     "IDEMPOTENCY_HEADER",
     "MAX_IN_FLIGHT",
     "PAGE_MAX",
@@ -42,6 +43,7 @@ __all__ = [
     "SANDBOX_URL",
     "SIGNATURE_HEADER",
     "SYSTEM",
+    "VENDOR_NAME_MAX",
     "BillCredentials",
     "BillEnvironment",
     "BillSettings",
@@ -74,6 +76,12 @@ MAX_IN_FLIGHT = 3  # per developer key per organization, bill.md §4
 REQUESTS_PER_HOUR = 20_000  # per developer key, bill.md §4
 BULK_BILLS_LIMIT = 200  # POST /v3/bills/bulk, bill.md §4 (one older revision said 100)
 PAGE_MAX = 100  # the largest ``max`` a list accepts, bill.md §4
+#: The longest ``description`` BILL accepts on a bill and on a bill line item (bill.md §5,
+#: ``/reference/createbill``). Counted in characters; whether BILL counts code points or UTF-16
+#: units (a character outside the BMP is two) is UNCONFIRMED.
+DESCRIPTION_MAX = 4000
+#: A vendor's ``name`` is 1-100 characters (bill.md §5, ``/reference/createvendor``).
+VENDOR_NAME_MAX = 100
 
 
 # --- Connection settings and credentials ---------------------------------------------------------

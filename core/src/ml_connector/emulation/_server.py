@@ -58,7 +58,9 @@ class _ArrivalNotingProtocol(HttpToolsProtocol):
         self.scope["extensions"] = {ARRIVAL: {"monotonic": time.monotonic()}}
 
 
-def _config(emulator: Emulator, port: int) -> uvicorn.Config:
+def _config(
+    emulator: Emulator, port: int, ssl_certfile: str | None = None, ssl_keyfile: str | None = None
+) -> uvicorn.Config:
     return uvicorn.Config(
         emulator,
         host=LOOPBACK,
@@ -67,16 +69,28 @@ def _config(emulator: Emulator, port: int) -> uvicorn.Config:
         log_level="warning",
         lifespan="off",
         access_log=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
 
 
-def serve_in_thread(emulator: Emulator, port: int = 0, timeout: float = 10.0) -> RunningEmulator:
+def serve_in_thread(
+    emulator: Emulator,
+    port: int = 0,
+    timeout: float = 10.0,
+    *,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> RunningEmulator:
     """Serve ``emulator`` on ``127.0.0.1:port`` (0 = a free port) from a daemon thread.
+
+    With ``ssl_certfile`` (PEM, the server's certificate chain) and ``ssl_keyfile`` (its key)
+    it serves HTTPS, and ``root_url`` starts with ``https://``.
 
     Raises:
         RuntimeError: The server did not start within ``timeout`` seconds.
     """
-    server = uvicorn.Server(_config(emulator, port))
+    server = uvicorn.Server(_config(emulator, port, ssl_certfile, ssl_keyfile))
     thread = threading.Thread(target=server.run, name=f"emulator-{emulator.system}", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -86,4 +100,5 @@ def serve_in_thread(emulator: Emulator, port: int = 0, timeout: float = 10.0) ->
             raise RuntimeError(f"the {emulator.system} emulator did not start on port {port}")
         time.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
-    return RunningEmulator(emulator, f"http://{LOOPBACK}:{bound}", server, thread)
+    scheme = "https" if ssl_certfile else "http"
+    return RunningEmulator(emulator, f"{scheme}://{LOOPBACK}:{bound}", server, thread)

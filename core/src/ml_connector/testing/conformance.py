@@ -165,7 +165,7 @@ class PluginHarness(abc.ABC):
     info: dict[str, Any]
 
     @abc.abstractmethod
-    def context(self) -> ConnectionContext:
+    def context(self) -> ConnectionContext[Any, Any]:
         """A new context for this plugin, pointed at the seeded system (e.g. via transport)."""
 
     @abc.abstractmethod

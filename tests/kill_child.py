@@ -99,6 +99,11 @@ _SOURCE = {
         "payment_record": Route("source", "POST", r"/Erp\.BO\.PaymentEntrySvc/Update$"),
         "payment_post": Route("source", "POST", r"/Erp\.PROC\.APPaymentPostSvc/RunDirect$"),
     },
+    # SAP B1 posts an outgoing payment in the one call that creates it: no second step.
+    "sapb1": {
+        "payment_record": Route("source", "POST", r"/VendorPayments$"),
+        "payment_post": Route("source", "POST", r"/VendorPayments$"),
+    },
 }
 ROUTES = (*_SINK, "payment_record", "payment_post")
 

@@ -110,6 +110,20 @@ def run_child(job: ChildRun, timeout: float) -> ChildResult:
 
 def _enter_bill(erp: Any, like: BillKey, number: str, amount: Decimal) -> BillKey:
     """A new bill in the ERP of ``like``'s vendor, coded like ``like``'s first line."""
+    if erp.system == "sapb1":
+        invoice = next(
+            i
+            for i in erp.books.invoices.values()
+            if (i["CardName"], i["NumAtCard"]) == like and i["CancelStatus"] == "csNo"
+        )
+        line = invoice["DocumentLines"][0]
+        erp.add_invoice(
+            invoice["CardCode"],
+            [{"AccountCode": line["AccountCode"], "LineTotal": amount,
+              "ItemDescription": "Soak test charge"}],
+            num_at_card=number,
+        )  # fmt: skip
+        return (like[0], number)
     if hasattr(erp, "seeded"):  # Epicor: an invoice as AP entry and posting leave it
         vendors = erp.books.vendors
         key = next(k for k in erp.seeded.eligible if (vendors[k[0]]["Name"], k[1]) == like)
@@ -135,6 +149,9 @@ def _enter_bill(erp: Any, like: BillKey, number: str, amount: Decimal) -> BillKe
 def unmapped_bills(erp: Any) -> set[BillKey]:
     """The ERP bills coded to the account BILL's chart lacks (they move once it is created)."""
     number = erp.unmapped_account()
+    if erp.system == "sapb1":
+        found: set[BillKey] = erp.unmapped_bills()
+        return found
     if hasattr(erp, "seeded"):  # Epicor: the seed notes the invoice
         return {(erp.books.vendors[k[0]]["Name"], k[1]) for k in erp.seeded.unmapped}
     found = set()

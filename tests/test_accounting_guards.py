@@ -37,19 +37,20 @@ class Bad:
 
 
 #: The field the queue names, per kind of bad record; a header/lines mismatch is rejected by the
-#: source plugin, which names its own header column (``Amount``, ``DocInvoiceAmt``) today, or
+#: source plugin, which names its own header column (``Amount``, ``DocInvoiceAmt``,
+#: ``DocTotal``), or
 #: the domain field ``total``.
 FIELDS = {
     "credit": {"total"},
     "places": {"lines.1.amount"},
-    "mismatch": {"total", "Amount", "DocInvoiceAmt"},
+    "mismatch": {"total", "Amount", "DocInvoiceAmt", "DocTotal"},
     "description": {"description"},
     "line_description": {"lines.0.description"},
 }
 SAID = {
-    "credit": ("-120.00", "credit memo", "vendor credit"),
+    "credit": ("-120", "credit memo", "vendor credit"),
     "places": ("10.125", "3 decimal places", "never rounds"),
-    "mismatch": ("110.00", "100.00"),
+    "mismatch": ("110", "100"),
     "description": ("4001 characters", "at most 4000"),
     "line_description": ("4001 characters", "at most 4000"),
 }
@@ -92,9 +93,37 @@ def _plant_epicor(erp: Any, kind: str, invoice: str) -> str:
     return f"{number}:{invoice_num}"
 
 
+def _plant_sapb1(erp: Any, kind: str, invoice: str) -> str:
+    like = next(
+        i
+        for i in erp.books.invoices.values()
+        if (i["CardName"], i["NumAtCard"]) in erp.eligible_bills()
+    )
+    account = like["DocumentLines"][0]["AccountCode"]
+
+    def line(amount: str, text: str = "Consulting hours") -> dict[str, Any]:
+        return {"AccountCode": account, "LineTotal": Decimal(amount), "ItemDescription": text}
+
+    lines = [line("100.00")]
+    fields: dict[str, Any] = {}
+    if kind == "credit":
+        lines = [line("-120.00", "Credit for unused hours")]
+    elif kind == "places":
+        lines = [*lines, line("10.125", "Metered storage")]
+    elif kind == "line_description":
+        lines = [line("100.00", TOO_LONG)]
+    elif kind == "description":
+        fields = {"Comments": TOO_LONG}
+    entry = erp.add_invoice(like["CardCode"], lines, num_at_card=invoice, **fields)
+    if kind == "mismatch":  # a header total the lines do not make (freight kept off the lines)
+        erp.books.invoices[entry]["DocTotal"] = Decimal("110.00")
+    return str(entry)
+
+
 PLANTERS: dict[str, Callable[[Any, str, str], str]] = {
     "acumatica": _plant_acumatica,
     "epicor": _plant_epicor,
+    "sapb1": _plant_sapb1,
 }
 
 
@@ -105,9 +134,16 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
     return Pair.create(tmp_path, request.param, bills=12)
 
 
+#: Kinds a system cannot hold: SAP B1 keeps amounts at the company's decimals (its Service
+#: Layer rounds on entry, as the emulator does), so a sub-cent line never exists there.
+CANNOT_HOLD = {("sapb1", "places")}
+
+
 def plant(pair: Pair) -> dict[str, Bad]:
     planted = {}
     for kind in FIELDS:
+        if (pair.source, kind) in CANNOT_HOLD:
+            continue
         invoice = f"GUARD-{kind.upper().replace('_', '-')}"
         source_id = PLANTERS[pair.source](pair.erp, kind, invoice)
         planted[kind] = Bad(invoice, source_id, frozenset(FIELDS[kind]), SAID[kind])

@@ -116,7 +116,7 @@ def _round_trips(seconds: float, latency: float) -> dict[str, Any]:
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default="acumatica", help="source emulator (acumatica|epicor|sapb1)")
+    parser.add_argument("--source", default="acumatica", help="source emulator, e.g. sapb1")
     parser.add_argument("--bills", type=int, default=2_000, help="approved bills seeded")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="per-request latency")
     parser.add_argument("--bulk", action="store_true", help="let the engine create bills in bulk")

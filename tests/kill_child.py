@@ -104,6 +104,11 @@ _SOURCE = {
         "payment_record": Route("source", "POST", r"/VendorPayments$"),
         "payment_post": Route("source", "POST", r"/VendorPayments$"),
     },
+    # NetSuite too: one upsert by external id records and posts the payment.
+    "netsuite": {
+        "payment_record": Route("source", "PUT", r"/vendorPayment/eid:[^/]+$"),
+        "payment_post": Route("source", "PUT", r"/vendorPayment/eid:[^/]+$"),
+    },
 }
 ROUTES = (*_SINK, "payment_record", "payment_post")
 

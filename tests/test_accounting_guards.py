@@ -120,10 +120,36 @@ def _plant_sapb1(erp: Any, kind: str, invoice: str) -> str:
     return str(entry)
 
 
+def _plant_netsuite(erp: Any, kind: str, invoice: str) -> str:
+    like = next(
+        t
+        for t in erp.books.txns.values()
+        if t.type == "VendBill" and erp._key(t) in erp.eligible_bills()
+    )
+    account = like.lines[0].account
+
+    def line(amount: str, memo: str = "Consulting hours") -> dict[str, Any]:
+        return {"account": account, "amount": Decimal(amount), "memo": memo}
+
+    lines = [line("100.00")]
+    fields: dict[str, Any] = {}
+    if kind == "credit":
+        lines = [line("-120.00", "Credit for unused hours")]
+    elif kind == "places":
+        lines = [*lines, line("10.125", "Metered storage")]
+    elif kind == "line_description":
+        lines = [line("100.00", TOO_LONG)]
+    elif kind == "description":
+        fields = {"memo": TOO_LONG}
+    bill = erp.add_bill(like.entity, lines, tranid=invoice, subsidiary=like.subsidiary, **fields)
+    return str(bill)
+
+
 PLANTERS: dict[str, Callable[[Any, str, str], str]] = {
     "acumatica": _plant_acumatica,
     "epicor": _plant_epicor,
     "sapb1": _plant_sapb1,
+    "netsuite": _plant_netsuite,
 }
 
 
@@ -135,11 +161,22 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Pair:
 
 
 #: Kinds a system cannot hold: SAP B1 keeps amounts at the company's decimals (its Service
-#: Layer rounds on entry, as the emulator does), so a sub-cent line never exists there.
-CANNOT_HOLD = {("sapb1", "places")}
+#: Layer rounds on entry, as the emulator does), so a sub-cent line never exists there. NetSuite
+#: keeps amounts at the currency's precision too, derives a bill's total from its lines, and
+#: holds a credit as its own record type (a vendor credit, which the plugin never reads).
+CANNOT_HOLD = {
+    ("sapb1", "places"),
+    ("netsuite", "places"),
+    ("netsuite", "mismatch"),
+    ("netsuite", "credit"),
+}
 
 
 def plant(pair: Pair) -> dict[str, Bad]:
+    # The bills to pay are the seeded ones: an emulator that derives them from its books (as
+    # NetSuite's does) would count the planted records too.
+    good = pair.erp.eligible_bills()
+    pair.erp.eligible_bills = lambda: set(good)
     planted = {}
     for kind in FIELDS:
         if (pair.source, kind) in CANNOT_HOLD:

@@ -281,7 +281,13 @@ def add_faults(pair: Pair, erp_sessions: bool) -> None:
     if erp_sessions:
         erp.faults.add(FaultAction(401, kind="session"), skip=3)
     erp.faults.add(FaultAction(429, kind="throttled", retry_after=0.0), skip=1, times=2)
-    erp.faults.add(FaultAction(500), method="GET", skip=1, times=2)
+    # a read the engine retries; NetSuite reads through SuiteQL, which is a POST
+    read: dict[str, str] = (
+        {"method": "POST", "path_contains": "/suiteql"}
+        if erp.system == "netsuite"
+        else {"method": "GET"}
+    )
+    erp.faults.add(FaultAction(500), skip=1, times=2, **read)
     bill.faults.add(FaultAction(401, kind="session"), skip=4)
     bill.faults.add(FaultAction(429, kind="throttled", retry_after=0.0), skip=1, times=2)
     bill.faults.add(FaultAction(503), skip=1, times=2)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,3 +198,14 @@ def add_to_workspace(root: Path, distribution: str) -> None:
     edited = tomllib.loads(path.read_text())
     assert distribution in edited["project"]["dependencies"]
     assert edited["tool"]["uv"]["sources"][distribution] == {"workspace": True}
+
+
+def outcomes(report: Path) -> dict[str, tuple[str, str]]:
+    """Each test's outcome (passed, failure, error, skipped) and message, from a JUnit report."""
+    found: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        problems = [c for c in case if c.tag in ("failure", "error", "skipped")]
+        kind = problems[0].tag if problems else "passed"
+        message = " ".join(f"{p.get('message', '')} {p.text or ''}" for p in problems)
+        found[case.attrib["name"]] = (kind, message)
+    return found

@@ -13,12 +13,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
 import pytest
-from core.tests.packaging_support import CORE, Venv, check, clean_env, output, run
+from core.tests.packaging_support import (
+    CORE,
+    Venv,
+    check,
+    clean_env,
+    outcomes,
+    output,
+    run,
+)
 
 NAME = "sinkcheck"
 REFERENCE_SINK_PLUGIN = Path(__file__).resolve().parent / "reference_sink_plugin.py"
@@ -30,17 +37,6 @@ NEEDS_NO_HOOK = {
 }
 # Capability tests the suite skips: the template declares no capability.
 NOT_DECLARED = {"test_bulk_is_all_or_nothing", "test_webhooks_are_verified"}
-
-
-def outcomes(report: Path) -> dict[str, tuple[str, str]]:
-    """Each test's outcome (passed, failure, error, skipped) and message, from a JUnit report."""
-    found: dict[str, tuple[str, str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        problems = [c for c in case if c.tag in ("failure", "error", "skipped")]
-        kind = problems[0].tag if problems else "passed"
-        message = " ".join(f"{p.get('message', '')} {p.text or ''}" for p in problems)
-        found[case.attrib["name"]] = (kind, message)
-    return found
 
 
 @pytest.mark.slow

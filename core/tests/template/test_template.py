@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
 import pytest
-from core.tests.packaging_support import CORE, REFERENCE_PLUGIN, Venv, check, output, run
+from core.tests.packaging_support import (
+    CORE,
+    REFERENCE_PLUGIN,
+    Venv,
+    check,
+    outcomes,
+    output,
+    run,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,17 +29,6 @@ if TYPE_CHECKING:
 NAME = "tmplcheck"
 # The suite's tests that need no hook but describe_plugin, which the template implements.
 NEEDS_NO_HOOK = {"test_metadata_and_contract_range", "test_schemas_keep_secrets_secret"}
-
-
-def outcomes(report: Path) -> dict[str, tuple[str, str]]:
-    """Each test's outcome (passed, failure, error, skipped) and message, from a JUnit report."""
-    found: dict[str, tuple[str, str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        problems = [c for c in case if c.tag in ("failure", "error", "skipped")]
-        kind = problems[0].tag if problems else "passed"
-        message = " ".join(f"{p.get('message', '')} {p.text or ''}" for p in problems)
-        found[case.attrib["name"]] = (kind, message)
-    return found
 
 
 @pytest.mark.slow
